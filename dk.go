@@ -307,3 +307,28 @@ type Router interface {
 	// SetRoutes replaces the whole route table: app name → backend addrs.
 	SetRoutes(routes map[string][]string)
 }
+
+// BuildPlan is how an app's source becomes an image.
+type BuildPlan struct {
+	Buildpack  string // "dockerfile", later "go", "node" …
+	Reason     string // why it applies, for humans
+	Dockerfile string // path of the Dockerfile in the source, when the app has one
+	// DockerfileContent is a generated Dockerfile (buildpacks).
+	DockerfileContent []byte
+}
+
+// Detector picks the build plan for a checked-out source tree.
+type Detector interface {
+	Detect(dir string) (*BuildPlan, error)
+}
+
+// ConfigChange is a config:set / config:unset, for one app or (App "") the
+// global layer.
+type ConfigChange struct {
+	App     string
+	Set     Config
+	Unset   []string
+	Restart bool // make a release and roll it out (false: --no-restart)
+	Author  string
+	Output  io.Writer
+}

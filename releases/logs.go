@@ -1,0 +1,112 @@
+package releases
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dkhq/dk"
+)
+
+// LogLine is one line of an app's output.
+type LogLine struct {
+	Time    time.Time
+	App     string
+	Process string
+	Index   int
+	Text    string
+}
+
+// String renders the line as "<RFC3339Nano UTC> app[web.1]: text".
+func (l LogLine) String() string {
+	return fmt.Sprintf("%s %s[%s.%d]: %s", l.Time.UTC().Format("2006-01-02T15:04:05.000000Z"), l.App, l.Process, l.Index, l.Text)
+}
+
+// Logs writes an app's recent output, the last tail lines per container
+// merged by time, and with follow keeps streaming (also from containers
+// started later) until ctx ends.
+func (m *Manager) Logs(ctx context.Context, appName string, tail int, follow bool, w io.Writer) error {
+	if _, err := m.Store.App(ctx, appName); err != nil {
+		return err
+	}
+	cs, err := m.Runtime.Containers(ctx, appName)
+	if err != nil {
+		return err
+	}
+	// History: collect, merge by time, print the newest tail lines.
+	var lines []LogLine
+	for _, c := range cs {
+		_ = m.Runtime.Logs(ctx, c.ID, tail, false, func(ts time.Time, text string) {
+			lines = append(lines, LogLine{Time: ts, App: appName, Process: c.Process, Index: c.Index, Text: text})
+		})
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })
+	if tail >= 0 && len(lines) > tail {
+		lines = lines[len(lines)-tail:]
+	}
+	var mu sync.Mutex
+	emit := func(l LogLine) error {
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := io.WriteString(w, l.String()+"\n")
+		return err
+	}
+	for _, l := range lines {
+		if err := emit(l); err != nil {
+			return err
+		}
+	}
+	if !follow {
+		return nil
+	}
+	// Follow: a streamer per container, new containers picked up as they appear.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	since := time.Now()
+	followed := map[string]bool{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for _, c := range cs {
+			if followed[c.ID] {
+				continue
+			}
+			followed[c.ID] = true
+			isNew := c.StartedAt.After(since)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n := 0 // existing containers: only new lines
+				if isNew {
+					n = -1 // a container started while following: all its output
+				}
+				_ = m.Runtime.Logs(ctx, c.ID, n, true, func(ts time.Time, text string) {
+					if err := emit(LogLine{Time: ts, App: appName, Process: c.Process, Index: c.Index, Text: text}); err != nil {
+						cancel(err)
+					}
+				})
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if cs, err = m.Runtime.Containers(ctx, appName); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+}
+
+// Processes lists an app's containers.
+func (m *Manager) Processes(ctx context.Context, appName string) ([]dk.Container, error) {
+	if _, err := m.Store.App(ctx, appName); err != nil {
+		return nil, err
+	}
+	return m.Runtime.Containers(ctx, appName)
+}

@@ -1,0 +1,724 @@
+// Package releases is dk's release manager and reconciler. It turns every
+// deploy, config change and rollback into a numbered release (an image plus a
+// config snapshot), rolls the app's containers over to it (start, wait until
+// ready, switch the router, stop the old), and keeps the containers matching
+// each app's latest successful release through crashes and restarts.
+//
+// It talks to the world only through the domain's interfaces (dk.Store,
+// dk.Builder, dk.Runtime, dk.Router, dk.Detector).
+package releases
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dkhq/dk"
+)
+
+// Manager owns releases and their rollout.
+type Manager struct {
+	Store    dk.Store
+	Builder  dk.Builder
+	Runtime  dk.Runtime
+	Router   dk.Router
+	Detector dk.Detector
+	Logger   *slog.Logger
+
+	// Instance prefixes image names: <Instance>/<app>:<tag>.
+	Instance string
+	// URL returns the public URL of an app, for humans.
+	URL func(app string) string
+	// BootTimeout bounds how long a new web process may take to listen on PORT.
+	BootTimeout time.Duration
+	// StopGrace is the time between SIGTERM and SIGKILL for old containers.
+	StopGrace time.Duration
+	// Now is the clock (tests may replace it).
+	Now func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]*Lock
+
+	reconcileMu sync.Mutex
+	pending     map[string]bool
+	kick        chan struct{}
+}
+
+// Lock is an app's deploy lock: one deploy, config change, rollback or
+// restart at a time per app. It lives in memory only, so it can never outlive
+// the process that holds it.
+type Lock struct {
+	App    string
+	Holder string
+	Since  time.Time
+	m      *Manager
+	once   sync.Once
+}
+
+// Unlock releases the lock (idempotent).
+func (l *Lock) Unlock() {
+	l.once.Do(func() {
+		l.m.mu.Lock()
+		if l.m.locks[l.App] == l {
+			delete(l.m.locks, l.App)
+		}
+		l.m.mu.Unlock()
+		l.m.Trigger(l.App)
+	})
+}
+
+func (m *Manager) logger() *slog.Logger {
+	if m.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return m.Logger
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) bootTimeout() time.Duration {
+	if m.BootTimeout > 0 {
+		return m.BootTimeout
+	}
+	return 60 * time.Second
+}
+
+func (m *Manager) stopGrace() time.Duration {
+	if m.StopGrace > 0 {
+		return m.StopGrace
+	}
+	return 10 * time.Second
+}
+
+func (m *Manager) url(app string) string {
+	if m.URL != nil {
+		return m.URL(app)
+	}
+	return app
+}
+
+// TryLock takes app's deploy lock for holder, or fails at once with
+// ECONFLICT naming who holds it and since when.
+func (m *Manager) TryLock(app, holder string) (*Lock, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.locks == nil {
+		m.locks = map[string]*Lock{}
+	}
+	if l, ok := m.locks[app]; ok {
+		return nil, dk.Errorf(dk.ECONFLICT, "%s is busy: %s since %s (%s ago); try again when it finishes",
+			app, l.Holder, l.Since.UTC().Format(time.RFC3339), m.now().Sub(l.Since).Round(time.Second))
+	}
+	l := &Lock{App: app, Holder: holder, Since: m.now(), m: m}
+	m.locks[app] = l
+	return l, nil
+}
+
+// Locks returns the deploy locks held now.
+func (m *Manager) Locks() []Lock {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Lock
+	for _, l := range m.locks {
+		out = append(out, Lock{App: l.App, Holder: l.Holder, Since: l.Since})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].App < out[j].App })
+	return out
+}
+
+// CreateApp creates an app.
+func (m *Manager) CreateApp(ctx context.Context, name string) (*dk.App, error) {
+	if err := dk.ValidateAppName(name); err != nil {
+		return nil, err
+	}
+	app := &dk.App{Name: name, CreatedAt: m.now().UTC(), Config: dk.Config{}, Formation: dk.Formation{}}
+	if err := m.Store.CreateApp(ctx, app); err != nil {
+		return nil, err
+	}
+	m.logger().Info("app created", "app", name)
+	m.syncRoutes(ctx)
+	return app, nil
+}
+
+// DestroyApp stops an app's containers, removes its images and forgets it.
+func (m *Manager) DestroyApp(ctx context.Context, name, holder string) error {
+	if _, err := m.Store.App(ctx, name); err != nil {
+		return err
+	}
+	lock, err := m.TryLock(name, holder)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	rels, err := m.Store.Releases(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := m.Store.DeleteApp(ctx, name); err != nil {
+		return err
+	}
+	m.syncRoutes(ctx)
+	cs, err := m.Runtime.Containers(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
+			m.logger().Warn("stop container", "app", name, "container", c.ID, "err", err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range rels {
+		if r.Image != "" && !seen[r.Image] {
+			seen[r.Image] = true
+			if err := m.Runtime.RemoveImage(ctx, r.Image); err != nil {
+				m.logger().Warn("remove image", "app", name, "image", r.Image, "err", err)
+			}
+		}
+	}
+	m.logger().Info("app destroyed", "app", name)
+	return nil
+}
+
+// Current returns the app's latest successful release, or nil when it has none.
+func (m *Manager) Current(ctx context.Context, app string) (*dk.Release, error) {
+	rels, err := m.Store.Releases(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	return current(rels), nil
+}
+
+func current(rels []*dk.Release) *dk.Release {
+	for _, r := range rels { // newest first
+		if r.Status == dk.ReleaseSucceeded {
+			return r
+		}
+	}
+	return nil
+}
+
+// DeployRequest is a push to deploy.
+type DeployRequest struct {
+	App    string
+	Commit string // full hex commit id
+	Dir    string // the commit's tree, checked out
+	Author string // key name
+	Output io.Writer
+	// Timings already spent before the deploy (e.g. receiving the push).
+	Timings []dk.Timing
+}
+
+// Deploy builds req's source and releases it. The caller holds app's lock.
+func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, error) {
+	out := newProgress(req.Output)
+	start := m.now()
+	timings := append([]dk.Timing(nil), req.Timings...)
+	app, err := m.Store.App(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := m.Detector.Detect(req.Dir)
+	if err != nil {
+		return nil, err
+	}
+	procs := dk.Processes{}
+	if data, err := os.ReadFile(filepath.Join(req.Dir, "Procfile")); err == nil {
+		if procs, err = dk.ParseProcfile(data); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := procs["web"]; !ok {
+		procs["web"] = "" // the image's CMD
+	}
+	short := shortSHA(req.Commit)
+	out.Step("Building %s from %s (%s)", req.App, plan.Buildpack, plan.Reason)
+	t0 := m.now()
+	image := fmt.Sprintf("%s/%s:%s", m.Instance, req.App, short)
+	if _, err := m.Builder.Build(ctx, dk.BuildRequest{
+		App: req.App, Dir: req.Dir, Dockerfile: plan.Dockerfile, DockerfileContent: plan.DockerfileContent,
+		Tags: []string{image}, Output: out.Detail(),
+	}); err != nil {
+		if ctx.Err() != nil {
+			return nil, dk.Errorf(dk.EFAILED, "build cancelled: %v", context.Cause(ctx))
+		}
+		if dk.ErrorCode(err) == dk.EINTERNAL {
+			m.logger().Error("build", "app", req.App, "err", err)
+		}
+		return nil, dk.Errorf(dk.EFAILED, "build failed: %s", dk.ErrorMessage(err))
+	}
+	timings = append(timings, dk.Timing{Stage: "build", Duration: m.now().Sub(t0)})
+	global, err := m.Store.GlobalConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rel := &dk.Release{
+		App: req.App, Image: image, Commit: req.Commit, Config: app.Config.Clone(), Global: global,
+		Processes: procs, Description: "Deploy " + short, Author: req.Author,
+	}
+	return m.release(ctx, app, rel, out, start, timings)
+}
+
+// release stores rel as pending, rolls it out, and marks it succeeded or failed.
+func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out *progress, start time.Time, timings []dk.Timing) (*dk.Release, error) {
+	t0 := m.now()
+	rel.Status = dk.ReleasePending
+	rel.CreatedAt = m.now().UTC()
+	if err := m.Store.CreateRelease(ctx, rel); err != nil {
+		return nil, err
+	}
+	out.Step("Releasing %s (%s)", rel.Name(), rel.Description)
+	timings = append(timings, dk.Timing{Stage: "release", Duration: m.now().Sub(t0)})
+	log := m.logger().With("app", rel.App, "release", rel.Version)
+
+	stages, err := m.rollout(ctx, app, rel, out)
+	timings = append(timings, stages...)
+	rel.Timings = timings
+	if err != nil {
+		rel.Status = dk.ReleaseFailed
+		rel.Error = dk.ErrorMessage(err)
+		// A cancelled push still records the outcome.
+		if uerr := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); uerr != nil {
+			log.Error("mark release failed", "err", uerr)
+		}
+		log.Warn("release failed", "err", err)
+		return rel, err
+	}
+	rel.Status = dk.ReleaseSucceeded
+	if err := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); err != nil {
+		return rel, err
+	}
+	log.Info("released", "description", rel.Description)
+	out.Timings(timings)
+	out.Step("Done in %s: %s", m.now().Sub(start).Round(100*time.Millisecond), rel.Name())
+	out.Printf("       %s", m.url(rel.App))
+	return rel, nil
+}
+
+// rollout starts rel's processes, waits for web to listen, switches the
+// router and stops every container of older releases. On failure the new
+// containers are removed and the old ones keep serving.
+func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, out *progress) ([]dk.Timing, error) {
+	var timings []dk.Timing
+	t0 := m.now()
+	var started []dk.Container
+	fail := func(err error) ([]dk.Timing, error) {
+		for _, c := range started {
+			if serr := m.Runtime.Stop(context.WithoutCancel(ctx), c.ID, time.Second); serr != nil {
+				m.logger().Warn("remove failed container", "container", c.ID, "err", serr)
+			}
+		}
+		return timings, err
+	}
+	for _, proc := range rel.Processes.Types() {
+		n := app.Formation.Scale(proc)
+		for i := 1; i <= n; i++ {
+			port := 0
+			if proc == "web" {
+				port = rel.Port()
+			}
+			out.Printf("       starting %s.%d", proc, i)
+			c, err := m.Runtime.Start(ctx, dk.ContainerSpec{
+				App: rel.App, Release: rel.Version, Process: proc, Index: i, Image: rel.Image,
+				Command: rel.Processes[proc], Env: rel.Env(proc, i), Port: port,
+			})
+			if err != nil {
+				return fail(dk.Errorf(dk.EFAILED, "start %s.%d: %s", proc, i, dk.ErrorMessage(err)))
+			}
+			started = append(started, c)
+		}
+	}
+	for _, c := range started {
+		if c.Process != "web" {
+			continue
+		}
+		out.Printf("       waiting for %s.%d to listen on port %d", c.Process, c.Index, rel.Port())
+		if err := m.waitReady(ctx, c, out); err != nil {
+			return fail(err)
+		}
+	}
+	timings = append(timings, dk.Timing{Stage: "start", Duration: m.now().Sub(t0)})
+
+	// Switch: the release becomes current, the router gets the new table.
+	t1 := m.now()
+	rel.Status = dk.ReleaseSucceeded
+	if err := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); err != nil {
+		return fail(err)
+	}
+	m.syncRoutes(context.WithoutCancel(ctx))
+	timings = append(timings, dk.Timing{Stage: "switch", Duration: m.now().Sub(t1)})
+
+	t2 := m.now()
+	if err := m.stopOthers(context.WithoutCancel(ctx), rel); err != nil {
+		m.logger().Warn("stop old containers", "app", rel.App, "err", err)
+	}
+	timings = append(timings, dk.Timing{Stage: "stop old", Duration: m.now().Sub(t2)})
+	return timings, nil
+}
+
+// waitReady waits until c accepts TCP connections, failing early with the
+// container's last log lines when it exits.
+func (m *Manager) waitReady(ctx context.Context, c dk.Container, out *progress) error {
+	ctx, cancel := context.WithTimeout(ctx, m.bootTimeout())
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	addr := c.Addr
+	for {
+		if addr != "" {
+			d := net.Dialer{Timeout: time.Second}
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+				return nil
+			}
+		}
+		cur, err := m.Runtime.Inspect(ctx, c.ID)
+		if err == nil {
+			if cur.Addr != "" {
+				addr = cur.Addr
+			}
+			if cur.State != "running" && cur.State != "created" {
+				m.showLogs(c, out)
+				return dk.Errorf(dk.EFAILED, "%s.%d exited before listening on port %s (state %s); see its output above",
+					c.Process, c.Index, portOf(addr), cur.State)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				m.showLogs(c, out)
+				return dk.Errorf(dk.EFAILED, "%s.%d did not listen on port %s within %s: the app must listen on $PORT",
+					c.Process, c.Index, portOf(addr), m.bootTimeout())
+			}
+			return dk.Errorf(dk.EFAILED, "deploy cancelled: %v", context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "?"
+	}
+	return port
+}
+
+func (m *Manager) showLogs(c dk.Container, out *progress) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out.Warn("last output of %s.%d:", c.Process, c.Index)
+	_ = m.Runtime.Logs(ctx, c.ID, 20, false, func(ts time.Time, line string) {
+		out.Printf("       %s", line)
+	})
+}
+
+// stopOthers stops every container of rel's app that belongs to another release.
+func (m *Manager) stopOthers(ctx context.Context, rel *dk.Release) error {
+	cs, err := m.Runtime.Containers(ctx, rel.App)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		if c.Release == rel.Version {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
+				m.logger().Warn("stop container", "app", c.App, "container", c.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// SetConfig changes an app's config and, with Restart, releases it.
+// With no release yet (or Restart false) it only stores the config, which
+// the next release picks up.
+func (m *Manager) SetConfig(ctx context.Context, ch dk.ConfigChange) (*dk.Release, error) {
+	if err := validateChange(ch.Set, ch.Unset); err != nil {
+		return nil, err
+	}
+	if _, err := m.Store.App(ctx, ch.App); err != nil {
+		return nil, err
+	}
+	lock, err := m.TryLock(ch.App, "config change by "+ch.Author)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	app, err := m.Store.UpdateApp(ctx, ch.App, func(a *dk.App) error {
+		if a.Config == nil {
+			a.Config = dk.Config{}
+		}
+		for k, v := range ch.Set {
+			a.Config[k] = v
+		}
+		for _, k := range ch.Unset {
+			delete(a.Config, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	desc := describeChange(ch.Set, ch.Unset)
+	if !ch.Restart {
+		return nil, nil
+	}
+	return m.rerelease(ctx, app, desc, ch.Author, ch.Output)
+}
+
+func validateChange(set dk.Config, unset []string) error {
+	if len(set) == 0 && len(unset) == 0 {
+		return dk.Errorf(dk.EINVALID, "nothing to change: give KEY=VALUE pairs (or KEY names to unset)")
+	}
+	for k := range set {
+		if err := dk.ValidateConfigKey(k); err != nil {
+			return err
+		}
+	}
+	for _, k := range unset {
+		if err := dk.ValidateConfigKey(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func describeChange(set dk.Config, unset []string) string {
+	var parts []string
+	if len(set) > 0 {
+		parts = append(parts, "Set "+strings.Join(set.Keys(), ", "))
+	}
+	if len(unset) > 0 {
+		u := append([]string(nil), unset...)
+		sort.Strings(u)
+		parts = append(parts, "Unset "+strings.Join(u, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// rerelease makes a new release of the current image with the app's current
+// config. Without a current release there is nothing to run: it returns nil.
+func (m *Manager) rerelease(ctx context.Context, app *dk.App, desc, author string, w io.Writer) (*dk.Release, error) {
+	cur, err := m.Current(ctx, app.Name)
+	if err != nil || cur == nil {
+		return nil, err
+	}
+	global, err := m.Store.GlobalConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rel := &dk.Release{
+		App: app.Name, Image: cur.Image, Commit: cur.Commit, Config: app.Config.Clone(), Global: global,
+		Processes: cur.Processes, Description: desc, Author: author,
+	}
+	return m.release(ctx, app, rel, newProgress(w), m.now(), nil)
+}
+
+// SetGlobalConfig changes the global config layer and, with Restart,
+// re-releases every app that has a running release.
+func (m *Manager) SetGlobalConfig(ctx context.Context, ch dk.ConfigChange) ([]*dk.Release, error) {
+	if err := validateChange(ch.Set, ch.Unset); err != nil {
+		return nil, err
+	}
+	if _, err := m.Store.UpdateGlobalConfig(ctx, func(c dk.Config) error {
+		for k, v := range ch.Set {
+			c[k] = v
+		}
+		for _, k := range ch.Unset {
+			delete(c, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if !ch.Restart {
+		return nil, nil
+	}
+	apps, err := m.Store.Apps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*dk.Release
+	var errs []string
+	for _, a := range apps {
+		lock, err := m.TryLock(a.Name, "global config change by "+ch.Author)
+		if err != nil {
+			errs = append(errs, dk.ErrorMessage(err))
+			continue
+		}
+		rel, err := m.rerelease(ctx, a, describeChange(ch.Set, ch.Unset)+" (global)", ch.Author, ch.Output)
+		lock.Unlock()
+		if err != nil {
+			errs = append(errs, a.Name+": "+dk.ErrorMessage(err))
+			continue
+		}
+		if rel != nil {
+			out = append(out, rel)
+		}
+	}
+	if len(errs) > 0 {
+		return out, dk.Errorf(dk.EFAILED, "global config saved, but some apps were not restarted: %s", strings.Join(errs, "; "))
+	}
+	return out, nil
+}
+
+// Rollback makes a new release from version's image and config. version 0
+// means the successful release before the current one.
+func (m *Manager) Rollback(ctx context.Context, appName string, version int, author string, w io.Writer) (*dk.Release, error) {
+	app, err := m.Store.App(ctx, appName)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := m.TryLock(appName, "rollback by "+author)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	rels, err := m.Store.Releases(ctx, appName)
+	if err != nil {
+		return nil, err
+	}
+	cur := current(rels)
+	if cur == nil {
+		return nil, dk.Errorf(dk.EINVALID, "%s has no release to roll back from: deploy it first with git push", appName)
+	}
+	var target *dk.Release
+	if version == 0 {
+		for _, r := range rels {
+			if r.Version < cur.Version && r.Status == dk.ReleaseSucceeded {
+				target = r
+				break
+			}
+		}
+		if target == nil {
+			return nil, dk.Errorf(dk.EINVALID, "%s has no earlier release to roll back to", appName)
+		}
+	} else {
+		if target, err = m.Store.Release(ctx, appName, version); err != nil {
+			return nil, err
+		}
+		if target.Status == dk.ReleaseFailed {
+			return nil, dk.Errorf(dk.EINVALID, "v%d failed (%s) and cannot be rolled back to; see: releases %s", version, target.Error, appName)
+		}
+		if target.Image == "" {
+			return nil, dk.Errorf(dk.EINVALID, "v%d has no image to roll back to", version)
+		}
+	}
+	// The rollback restores that release's config too: store it as the app's config.
+	app, err = m.Store.UpdateApp(ctx, appName, func(a *dk.App) error {
+		a.Config = target.Config.Clone()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rel := &dk.Release{
+		App: appName, Image: target.Image, Commit: target.Commit, Config: target.Config.Clone(), Global: target.Global.Clone(),
+		Processes: target.Processes, Description: "Rollback to " + target.Name(), Author: author,
+	}
+	return m.release(ctx, app, rel, newProgress(w), m.now(), nil)
+}
+
+// Restart rolls the app's current release over to fresh containers.
+func (m *Manager) Restart(ctx context.Context, appName, author string, w io.Writer) error {
+	app, err := m.Store.App(ctx, appName)
+	if err != nil {
+		return err
+	}
+	lock, err := m.TryLock(appName, "restart by "+author)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	cur, err := m.Current(ctx, appName)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return dk.Errorf(dk.EINVALID, "%s has no release to restart: deploy it first with git push", appName)
+	}
+	out := newProgress(w)
+	old, err := m.Runtime.Containers(ctx, appName)
+	if err != nil {
+		return err
+	}
+	out.Step("Restarting %s %s", appName, cur.Name())
+	// Start replacements, wait, then stop the old ones (same release number).
+	var fresh []dk.Container
+	for _, proc := range cur.Processes.Types() {
+		for i := 1; i <= app.Formation.Scale(proc); i++ {
+			port := 0
+			if proc == "web" {
+				port = cur.Port()
+			}
+			c, err := m.Runtime.Start(ctx, dk.ContainerSpec{App: appName, Release: cur.Version, Process: proc, Index: i,
+				Image: cur.Image, Command: cur.Processes[proc], Env: cur.Env(proc, i), Port: port})
+			if err != nil {
+				m.stopAll(fresh)
+				return dk.Errorf(dk.EFAILED, "start %s.%d: %s", proc, i, dk.ErrorMessage(err))
+			}
+			fresh = append(fresh, c)
+			if proc == "web" {
+				if err := m.waitReady(ctx, c, out); err != nil {
+					m.stopAll(fresh)
+					return err
+				}
+			}
+		}
+	}
+	// Switch: route only to the fresh containers, then stop the old ones.
+	stale := map[string]bool{}
+	for _, c := range old {
+		stale[c.ID] = true
+	}
+	m.syncRoutesExcept(context.WithoutCancel(ctx), stale)
+	m.stopAll(old)
+	m.syncRoutes(context.WithoutCancel(ctx))
+	out.Step("Restarted %s", appName)
+	return nil
+}
+
+func (m *Manager) stopAll(cs []dk.Container) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Runtime.Stop(context.Background(), c.ID, m.stopGrace()); err != nil {
+				m.logger().Warn("stop container", "container", c.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func shortSHA(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	if commit == "" {
+		return "unknown"
+	}
+	return commit
+}

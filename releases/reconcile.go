@@ -1,0 +1,246 @@
+package releases
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/dkhq/dk"
+)
+
+// Trigger asks the reconciler to look at app soon ("" means every app).
+func (m *Manager) Trigger(app string) {
+	m.reconcileMu.Lock()
+	if m.pending == nil {
+		m.pending = map[string]bool{}
+	}
+	m.pending[app] = true
+	kick := m.kick
+	m.reconcileMu.Unlock()
+	if kick != nil {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run reconciles on triggers and every interval until ctx ends. It first
+// marks releases left pending by a crash as failed, then converges every app.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	m.reconcileMu.Lock()
+	m.kick = make(chan struct{}, 1)
+	kick := m.kick
+	m.reconcileMu.Unlock()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	m.Trigger("")
+	for {
+		m.reconcilePending(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		case <-tick.C:
+			m.Trigger("")
+		}
+	}
+}
+
+func (m *Manager) reconcilePending(ctx context.Context) {
+	m.reconcileMu.Lock()
+	pending := m.pending
+	m.pending = map[string]bool{}
+	m.reconcileMu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	if pending[""] {
+		if err := m.ReconcileAll(ctx); err != nil && ctx.Err() == nil {
+			m.logger().Warn("reconcile", "err", err)
+		}
+		return
+	}
+	for app := range pending {
+		if err := m.Reconcile(ctx, app); err != nil && ctx.Err() == nil {
+			m.logger().Warn("reconcile", "app", app, "err", err)
+		}
+	}
+	m.syncRoutes(ctx)
+}
+
+// RecoverInterrupted marks releases that were pending when dkd stopped as
+// failed: their deploy never finished, so they never served.
+func (m *Manager) RecoverInterrupted(ctx context.Context, pending []*dk.Release) {
+	for _, r := range pending {
+		r.Status = dk.ReleaseFailed
+		r.Error = "interrupted: dkd stopped during the deploy"
+		if err := m.Store.UpdateRelease(ctx, r); err != nil {
+			m.logger().Error("mark interrupted release failed", "app", r.App, "release", r.Version, "err", err)
+			continue
+		}
+		m.logger().Warn("release interrupted by a restart, marked failed", "app", r.App, "release", r.Version)
+	}
+}
+
+// ReconcileAll converges every app, and removes containers of apps that no
+// longer exist.
+func (m *Manager) ReconcileAll(ctx context.Context) error {
+	apps, err := m.Store.Apps(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, a := range apps {
+		known[a.Name] = true
+		if err := m.Reconcile(ctx, a.Name); err != nil {
+			m.logger().Warn("reconcile", "app", a.Name, "err", err)
+		}
+	}
+	cs, err := m.Runtime.Containers(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if !known[c.App] {
+			m.logger().Info("removing container of unknown app", "app", c.App, "container", c.ID)
+			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
+				m.logger().Warn("stop orphan", "container", c.ID, "err", err)
+			}
+		}
+	}
+	m.syncRoutes(ctx)
+	return nil
+}
+
+// Reconcile converges one app's containers to its latest successful release
+// and formation. It skips apps whose lock is held: the holder converges them.
+func (m *Manager) Reconcile(ctx context.Context, appName string) error {
+	lock, err := m.TryLock(appName, "reconciler")
+	if err != nil {
+		return nil // a deploy is running; it converges the app itself
+	}
+	defer func() {
+		// Unlock without re-triggering ourselves.
+		m.mu.Lock()
+		if m.locks[appName] == lock {
+			delete(m.locks, appName)
+		}
+		m.mu.Unlock()
+	}()
+	app, err := m.Store.App(ctx, appName)
+	if err != nil {
+		if dk.ErrorCode(err) == dk.ENOTFOUND {
+			return nil
+		}
+		return err
+	}
+	cur, err := m.Current(ctx, appName)
+	if err != nil {
+		return err
+	}
+	cs, err := m.Runtime.Containers(ctx, appName)
+	if err != nil {
+		return err
+	}
+	log := m.logger().With("app", appName)
+	type slot struct {
+		proc  string
+		index int
+	}
+	have := map[slot][]dk.Container{}
+	wanted := func(c dk.Container) bool {
+		if cur == nil || c.Release != cur.Version {
+			return false
+		}
+		if _, declared := cur.Processes[c.Process]; !declared {
+			return false
+		}
+		return c.Index >= 1 && c.Index <= app.Formation.Scale(c.Process)
+	}
+	for _, c := range cs {
+		if !wanted(c) {
+			log.Info("removing unwanted container", "container", c.ID, "release", c.Release, "process", c.Process, "index", c.Index)
+			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
+				log.Warn("stop", "container", c.ID, "err", err)
+			}
+			continue
+		}
+		if c.State == "exited" || c.State == "dead" {
+			// Docker's restart policy gave up (or it was stopped behind dk's
+			// back): replace it.
+			log.Info("replacing stopped container", "container", c.ID, "process", c.Process, "index", c.Index, "state", c.State)
+			if err := m.Runtime.Stop(ctx, c.ID, time.Second); err != nil {
+				log.Warn("remove", "container", c.ID, "err", err)
+			}
+			continue
+		}
+		s := slot{c.Process, c.Index}
+		have[s] = append(have[s], c)
+	}
+	if cur == nil {
+		return nil
+	}
+	for _, proc := range cur.Processes.Types() {
+		for i := 1; i <= app.Formation.Scale(proc); i++ {
+			s := slot{proc, i}
+			if dup := have[s]; len(dup) > 1 {
+				sort.Slice(dup, func(a, b int) bool { return dup[a].StartedAt.After(dup[b].StartedAt) })
+				for _, c := range dup[1:] {
+					_ = m.Runtime.Stop(ctx, c.ID, m.stopGrace())
+				}
+			}
+			if len(have[s]) > 0 {
+				continue
+			}
+			port := 0
+			if proc == "web" {
+				port = cur.Port()
+			}
+			log.Info("starting missing container", "process", proc, "index", i, "release", cur.Version)
+			if _, err := m.Runtime.Start(ctx, dk.ContainerSpec{App: appName, Release: cur.Version, Process: proc, Index: i,
+				Image: cur.Image, Command: cur.Processes[proc], Env: cur.Env(proc, i), Port: port}); err != nil {
+				log.Warn("start", "process", proc, "index", i, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// syncRoutes rebuilds the router's table from the store and the runtime.
+func (m *Manager) syncRoutes(ctx context.Context) { m.syncRoutesExcept(ctx, nil) }
+
+// syncRoutesExcept rebuilds the table leaving out the given container IDs.
+func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) {
+	if m.Router == nil {
+		return
+	}
+	apps, err := m.Store.Apps(ctx)
+	if err != nil {
+		m.logger().Warn("sync routes", "err", err)
+		return
+	}
+	cs, err := m.Runtime.Containers(ctx, "")
+	if err != nil {
+		m.logger().Warn("sync routes", "err", err)
+		return
+	}
+	routes := make(map[string][]string, len(apps))
+	for _, a := range apps {
+		cur, err := m.Current(ctx, a.Name)
+		if err != nil {
+			m.logger().Warn("sync routes", "app", a.Name, "err", err)
+			continue
+		}
+		var addrs []string
+		for _, c := range cs {
+			if cur != nil && c.App == a.Name && c.Release == cur.Version && c.Process == "web" &&
+				c.State == "running" && c.Addr != "" && !except[c.ID] {
+				addrs = append(addrs, c.Addr)
+			}
+		}
+		sort.Strings(addrs)
+		routes[a.Name] = addrs
+	}
+	m.Router.SetRoutes(routes)
+}
