@@ -101,7 +101,8 @@ func (c *Client) Build(ctx context.Context, req dk.BuildRequest) (string, error)
 
 	attrs := map[string]string{
 		"filename": dockerfileName,
-		// Never pull: FROM resolves tags in the local engine's image store.
+		// Resolve FROM in the engine's image store, by tag. ("local" still
+		// pulls what is missing: checkBaseImages refuses that beforehand.)
 		"image-resolve-mode": "local",
 		// Any value skips forwarding to the frontend named by a
 		// "# syntax=" line, which would be pulled.

@@ -159,6 +159,22 @@ func TestBuild(t *testing.T) {
 		}
 	})
 
+	t.Run("DockerIgnore", func(t *testing.T) {
+		dir := MustTree(t, map[string]string{
+			"Dockerfile":    "FROM dk-test/busybox\nCOPY . /src\nRUN ls -a /src\n",
+			".dockerignore": "secret.txt\n",
+			"secret.txt":    "s3cret",
+			"hello.txt":     random(),
+		})
+		out := newOutput("")
+		if _, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{MustTag(t, cli)}, Output: out}); err != nil {
+			t.Fatalf("Build: %v\n%s", err, out)
+		}
+		if !strings.Contains(out.String(), "       hello.txt\n") || strings.Contains(out.String(), "secret.txt") {
+			t.Errorf("want hello.txt and not secret.txt in the image:\n%s", out)
+		}
+	})
+
 	t.Run("NilOutput", func(t *testing.T) {
 		if _, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{MustTag(t, cli)}}); err != nil {
 			t.Fatal(err)
@@ -327,7 +343,7 @@ func TestBuildCacheMountPerApp(t *testing.T) {
 		dir := MustTree(t, map[string]string{
 			"nonce": random(),
 			"Dockerfile": "FROM dk-test/busybox\nCOPY nonce /nonce\n" +
-				"RUN --mount=type=cache,target=/cache cat /nonce >> /cache/log && echo \"cache lines: $(wc -l < /cache/log)\"\n",
+				"RUN --mount=type=cache,target=/cache echo $(cat /nonce) >> /cache/log && echo \"cache lines: $(wc -l < /cache/log)\"\n",
 		})
 		out := newOutput("")
 		if _, err := b.Build(ctx, dk.BuildRequest{App: app, Dir: dir, Tags: []string{MustTag(t, cli)}, Output: out}); err != nil {

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strings"
 
@@ -84,9 +85,11 @@ func (p *progress) update(s *bkclient.SolveStatus) {
 				p.line(detailPrefix, "CACHED")
 			}
 		}
-		if bv.Error != "" && !v.failed {
+		// A step cancelled because another failed (or the build was
+		// cancelled) says nothing new.
+		if bv.Error != "" && !v.failed && !strings.HasSuffix(bv.Error, context.Canceled.Error()) {
 			v.failed = true
-			if p.failed == nil && !strings.HasSuffix(bv.Error, "context canceled") {
+			if p.failed == nil {
 				p.failed = &failedStep{name: v.name, err: bv.Error}
 			}
 			p.flushVertex(v)

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/dkhq/dk"
@@ -9,8 +10,23 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// metadataStep is how BuildKit names the step that resolves a base image.
-const metadataStep = "[internal] load metadata for "
+// imageSteps match the steps in which BuildKit resolves or loads an image:
+// when one fails, the engine does not have the image (BuildKit then tried a
+// registry, and would have pulled from it had it been reachable).
+var imageSteps = []*regexp.Regexp{
+	regexp.MustCompile(`^\[internal\] load metadata for (\S+)$`),
+	regexp.MustCompile(`^(?:\[[^\]]*\] )?FROM (\S+)$`),
+}
+
+// imageStep returns the image a step resolves or loads, or "".
+func imageStep(name string) string {
+	for _, re := range imageSteps {
+		if m := re.FindStringSubmatch(name); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
 
 // buildError maps a failed solve to a dk.EFAILED error with BuildKit's
 // reason on one line. Errors that are not about the build itself (the
@@ -20,7 +36,7 @@ func buildError(err error, step *failedStep) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	if step != nil {
-		if img, ok := strings.CutPrefix(step.name, metadataStep); ok {
+		if img := imageStep(step.name); img != "" {
 			return missingImage(img)
 		}
 		return dk.Errorf(dk.EFAILED, "build failed: %s", oneLine(step.err))

@@ -95,39 +95,74 @@ func (r *Runtime) Network() string { return r.instance }
 // ensureNetwork finds the instance's network by exact name, creating it when
 // missing. Lookup is by listing, not NetworkInspect: inspect also matches ID
 // prefixes, so a short instance name could hit an unrelated network.
+//
+// Engine 20.10's duplicate-name check is racy: concurrent creates can all
+// succeed, leaving several networks with one name, which then makes the name
+// ambiguous. So after creating, racers converge on the oldest network (ties
+// broken by ID) and remove the others while they are still empty.
 func (r *Runtime) ensureNetwork(ctx context.Context) error {
-	found, err := r.findNetwork(ctx)
-	if err != nil || found {
+	nets, err := r.networks(ctx)
+	if err != nil || len(nets) == 1 {
 		return err
 	}
-	_, err = r.docker.NetworkCreate(ctx, r.instance, network.CreateOptions{
-		Driver: "bridge",
-		Labels: map[string]string{LabelInstance: r.instance},
-	})
-	if err == nil {
-		r.logger.Info("created network", "network", r.instance)
-		return nil
-	}
-	if cerrdefs.IsConflict(err) {
-		// Someone else created it between our list and create.
-		if found, ferr := r.findNetwork(ctx); ferr == nil && found {
-			return nil
+	if len(nets) == 0 {
+		_, err := r.docker.NetworkCreate(ctx, r.instance, network.CreateOptions{
+			Driver: "bridge",
+			Labels: map[string]string{LabelInstance: r.instance},
+		})
+		if err != nil && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("create network %s: %w", r.instance, err)
+		}
+		if err == nil {
+			r.logger.Info("created network", "network", r.instance)
 		}
 	}
-	return fmt.Errorf("create network %s: %w", r.instance, err)
+	for attempt := 0; ; attempt++ {
+		nets, err := r.networks(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(nets) == 1:
+			return nil
+		case len(nets) == 0:
+			return fmt.Errorf("create network %s: it vanished after creation", r.instance)
+		case attempt == 5:
+			return fmt.Errorf("network name %s is ambiguous: %d networks have it; remove all but one", r.instance, len(nets))
+		}
+		sort.Slice(nets, func(i, j int) bool {
+			if !nets[i].Created.Equal(nets[j].Created) {
+				return nets[i].Created.Before(nets[j].Created)
+			}
+			return nets[i].ID < nets[j].ID
+		})
+		for _, n := range nets[1:] {
+			// Fails harmlessly when in use or already removed by another racer.
+			if err := r.docker.NetworkRemove(ctx, n.ID); err == nil {
+				r.logger.Info("removed duplicate network", "network", r.instance, "id", shortID(n.ID))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+		}
+	}
 }
 
-func (r *Runtime) findNetwork(ctx context.Context) (bool, error) {
-	nets, err := r.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", r.instance))})
+// networks lists the networks named exactly like the instance.
+func (r *Runtime) networks(ctx context.Context) ([]network.Summary, error) {
+	list, err := r.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", r.instance))})
 	if err != nil {
-		return false, fmt.Errorf("list networks: %w", err)
+		return nil, fmt.Errorf("list networks: %w", err)
 	}
-	for _, n := range nets {
+	var out []network.Summary
+	for _, n := range list {
 		if n.Name == r.instance { // the name filter matches substrings
-			return true, nil
+			out = append(out, n)
 		}
 	}
-	return false, nil
+	return out, nil
 }
 
 // Ping checks the engine.

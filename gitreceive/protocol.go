@@ -3,6 +3,7 @@ package gitreceive
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -80,11 +81,13 @@ func parseCommand(line string) (*command, error) {
 }
 
 func parseHash(s string) (plumbing.Hash, error) {
-	h, ok := plumbing.FromHex(s)
-	if !ok || len(s) != 40 {
+	if len(s) != 40 {
 		return plumbing.ZeroHash, errors.New("bad object id")
 	}
-	return h, nil
+	if _, err := hex.DecodeString(s); err != nil {
+		return plumbing.ZeroHash, errors.New("bad object id")
+	}
+	return plumbing.NewHash(s), nil
 }
 
 // conn writes the server's side of the push: progress on side-band

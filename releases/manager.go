@@ -722,3 +722,13 @@ func shortSHA(commit string) string {
 	}
 	return commit
 }
+
+// LockHolder tells who holds app's deploy lock and since when.
+func (m *Manager) LockHolder(app string) (string, time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.locks[app]; ok && l.Holder != "reconciler" {
+		return l.Holder, l.Since, true
+	}
+	return "", time.Time{}, false
+}
