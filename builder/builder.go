@@ -23,7 +23,6 @@ import (
 	"github.com/docker/docker/client"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/tonistiigi/fsutil"
-	"golang.org/x/sync/errgroup"
 )
 
 // Client builds images with the Docker engine's embedded BuildKit.
@@ -130,21 +129,16 @@ func (c *Client) Build(ctx context.Context, req dk.BuildRequest) (string, error)
 	}
 	p := newProgress(out)
 	ch := make(chan *bkclient.SolveStatus)
-	var resp *bkclient.SolveResponse
-	var eg errgroup.Group
-	eg.Go(func() error {
-		var err error
-		resp, err = c.bk.Solve(ctx, nil, opt, ch) // closes ch
-		return err
-	})
-	eg.Go(func() error {
+	rendered := make(chan struct{})
+	go func() {
+		defer close(rendered)
 		for s := range ch {
 			p.update(s)
 		}
 		p.flush()
-		return nil
-	})
-	err = eg.Wait()
+	}()
+	resp, err := c.bk.Solve(ctx, nil, opt, ch) // closes ch
+	<-rendered
 	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}

@@ -79,6 +79,9 @@ func New(ctx context.Context, docker *client.Client, instance string, logger *sl
 	if logger == nil {
 		logger = slog.Default()
 	}
+	// Negotiate now, once: the SDK's lazy negotiation on first use races
+	// with concurrent first calls (some read the version without its lock).
+	docker.NegotiateAPIVersion(ctx)
 	r := &Runtime{docker: docker, instance: instance, logger: logger.With("instance", instance)}
 	if err := r.ensureNetwork(ctx); err != nil {
 		return nil, err
@@ -204,7 +207,7 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 	if spec.Command != "" {
 		cfg.Cmd = []string{"/bin/sh", "-c", spec.Command}
 	}
-	init := true // docker-init as PID 1: forwards SIGTERM, reaps zombies
+	useInit := true // docker-init as PID 1: forwards SIGTERM, reaps zombies
 	host := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(r.instance),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
@@ -212,7 +215,7 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 			Type:   "json-file",
 			Config: map[string]string{"max-size": logMaxSize, "max-file": logMaxFiles},
 		},
-		Init: &init,
+		Init: &useInit,
 	}
 	// API 1.41 accepts only one network at create time.
 	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{r.instance: {}}}

@@ -105,7 +105,11 @@ func (h *harness) serve(ln net.Listener) {
 		h.mu.Unlock()
 		err = h.srv.ReceivePack(ctx, app, c, c, deploy)
 		cancel()
-		c.Close() // the SSH layer's job, not ReceivePack's
+		// The SSH layer's job, not ReceivePack's: send EOF, let the
+		// client hang up, close.
+		c.(*net.UnixConn).CloseWrite()
+		io.Copy(io.Discard, c)
+		c.Close()
 		h.results <- err
 	}
 }
@@ -650,7 +654,7 @@ func TestForcePushOlderCommit(t *testing.T) {
 	if err := h.result(); err != nil {
 		t.Fatal(err)
 	}
-	wantContains(t, stderr, "+ "+second[:7]+"..."+first[:7]+" "+first[:7]+" -> main (forced update)")
+	wantContains(t, stderr, "+ "+second[:7]+"..."+first[:7]+" "+first+" -> main (forced update)")
 	p, tree := rec.last()
 	if p.Old != second || p.New != first {
 		t.Errorf("push old/new = %s/%s, want %s/%s", p.Old, p.New, second, first)
@@ -668,6 +672,44 @@ func TestForcePushOlderCommit(t *testing.T) {
 		t.Fatalf("fast-forward push failed:\n%s", stderr)
 	}
 	h.result()
+}
+
+func TestRefChangedDuringDeploy(t *testing.T) {
+	h, c, _ := setup(t, &gitreceive.Server{})
+	c.write(map[string]string{"a.txt": "a\n"})
+	first := c.commit("first")
+	if stderr, ok := c.push("dk", "main"); !ok {
+		t.Fatalf("push failed:\n%s", stderr)
+	}
+	if err := h.result(); err != nil {
+		t.Fatal(err)
+	}
+	c.write(map[string]string{"a.txt": "b\n"})
+	second := c.commit("second")
+	// Someone moves main while the deploy runs (dk holds a deploy lock, so
+	// only something outside dk could).
+	c.write(map[string]string{"a.txt": "c\n"})
+	third := c.commit("third")
+	c.must("reset", "-q", "--hard", second)
+	h.setDeploy(func(ctx context.Context, p *gitreceive.Push) error {
+		out, err := h.repoGit("fetch", "-q", c.dir, third)
+		if err == nil {
+			out, err = h.repoGit("update-ref", "refs/heads/main", third)
+		}
+		if err != nil {
+			t.Errorf("move main: %v\n%s", err, out)
+		}
+		return nil
+	})
+	stderr, ok := c.push("dk", "main")
+	if ok {
+		t.Fatalf("push succeeded, want failure:\n%s", stderr)
+	}
+	wantCode(t, h.result(), dk.ECONFLICT)
+	wantContains(t, stderr, "! [remote rejected] main -> main (ref changed during push, fetch and retry)")
+	if got := h.serverRef("main"); got != third {
+		t.Errorf("server main = %q, want %q (first was %s)", got, third, first)
+	}
 }
 
 func TestMaxPushBytes(t *testing.T) {

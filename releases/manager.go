@@ -258,7 +258,11 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 		if dk.ErrorCode(err) == dk.EINTERNAL {
 			m.logger().Error("build", "app", req.App, "err", err)
 		}
-		return nil, dk.Errorf(dk.EFAILED, "build failed: %s", dk.ErrorMessage(err))
+		msg := dk.ErrorMessage(err)
+		if !strings.HasPrefix(msg, "build failed") {
+			msg = "build failed: " + msg
+		}
+		return nil, dk.Errorf(dk.EFAILED, "%s", msg)
 	}
 	timings = append(timings, dk.Timing{Stage: "build", Duration: m.now().Sub(t0)})
 	global, err := m.Store.GlobalConfig(ctx)
@@ -288,13 +292,14 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 	timings = append(timings, stages...)
 	rel.Timings = timings
 	if err != nil {
+		log.Warn("release failed", "err", err)
+		err = dk.Errorf(dk.ErrorCode(err), "deploy failed: %s", dk.ErrorMessage(err))
 		rel.Status = dk.ReleaseFailed
 		rel.Error = dk.ErrorMessage(err)
 		// A cancelled push still records the outcome.
 		if uerr := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); uerr != nil {
 			log.Error("mark release failed", "err", uerr)
 		}
-		log.Warn("release failed", "err", err)
 		return rel, err
 	}
 	rel.Status = dk.ReleaseSucceeded

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,8 +164,11 @@ func cmdWaitDK(ts *testscript.TestScript, neg bool, args []string) {
 			var r struct {
 				SSHAddr  string `json:"ssh_addr"`
 				HTTPAddr string `json:"http_addr"`
+				PID      int    `json:"pid"`
 			}
-			if json.Unmarshal(b, &r) == nil {
+			// A killed dkd leaves its file behind: the pid must be alive
+			// and the port must answer.
+			if json.Unmarshal(b, &r) == nil && syscall.Kill(r.PID, 0) == nil && dials(r.SSHAddr) {
 				_, port, _ := net.SplitHostPort(r.SSHAddr)
 				ts.Setenv("SSH_PORT", port)
 				ts.Setenv("HTTP_ADDR", r.HTTPAddr)
@@ -177,6 +181,15 @@ func cmdWaitDK(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func dials(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // dk [-as IDENTITY] COMMAND ARGS… runs a command over the real ssh client

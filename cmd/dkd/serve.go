@@ -102,7 +102,7 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	git := &gitreceive.Server{Dir: filepath.Join(cfg.Data, "repos"), MaxPushBytes: cfg.MaxPushBytes, Logger: logger.With("component", "git")}
 
 	ssh := &sshd.Server{
-		Addr: cfg.SSHAddr, HostKey: hostKey, Store: db, Service: mgr, AdminKeys: admins,
+		Addr: cfg.SSHAddr, HostKey: hostKey, Store: db, Service: service{mgr, git}, AdminKeys: admins,
 		Git:    &pushes{git: git, mgr: mgr, store: db},
 		Logger: logger.With("component", "sshd"),
 	}
@@ -242,6 +242,20 @@ func appURL(domain, httpAddr, app string) string {
 		return fmt.Sprintf("http://%s.%s/", app, domain)
 	}
 	return fmt.Sprintf("http://%s.%s:%s/", app, domain, port)
+}
+
+// service is the release manager as the SSH commands see it: destroying an
+// app also removes its git repository.
+type service struct {
+	*releases.Manager
+	git *gitreceive.Server
+}
+
+func (s service) DestroyApp(ctx context.Context, name, holder string) error {
+	if err := s.Manager.DestroyApp(ctx, name, holder); err != nil {
+		return err
+	}
+	return s.git.Remove(name)
 }
 
 // pushes glues git-receive-pack to the release manager: a push creates the
