@@ -221,23 +221,50 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 	netcfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{r.instance: {}}}
 
 	log := r.logger.With("app", spec.App, "release", spec.Release, "process", spec.Process, "index", spec.Index)
-	created, err := r.docker.ContainerCreate(ctx, cfg, host, netcfg, nil, name)
-	if err != nil {
-		if cerrdefs.IsNotFound(err) {
+	var id string
+	for attempt := 0; ; attempt++ {
+		id, err = r.createAndStart(ctx, cfg, host, netcfg, name)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return dk.Container{}, fmt.Errorf("start container %s: %w", name, ctx.Err())
+		}
+		if !cerrdefs.IsNotFound(err) {
+			return dk.Container{}, dk.Errorf(dk.EFAILED, "start %s %s.%d: %v", spec.App, spec.Process, spec.Index, err)
+		}
+		// The image is missing, or the network: `docker network prune`
+		// removes it while no container uses it (20.10 notices at start).
+		if _, ierr := r.docker.ImageInspect(ctx, spec.Image); cerrdefs.IsNotFound(ierr) {
 			return dk.Container{}, dk.Errorf(dk.EFAILED, "image %s not found in the engine (dk never pulls images)", spec.Image)
 		}
-		return dk.Container{}, fmt.Errorf("create container %s: %w", name, err)
+		if attempt > 0 {
+			return dk.Container{}, fmt.Errorf("start container %s: %w", name, err)
+		}
+		if nerr := r.ensureNetwork(ctx); nerr != nil {
+			return dk.Container{}, nerr
+		}
 	}
-	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		r.remove(created.ID)
-		return dk.Container{}, dk.Errorf(dk.EFAILED, "start %s %s.%d: %v", spec.App, spec.Process, spec.Index, err)
-	}
-	log.Info("started container", "container", shortID(created.ID), "name", name)
-	c, err := r.Inspect(ctx, created.ID)
+	log.Info("started container", "container", shortID(id), "name", name)
+	c, err := r.Inspect(ctx, id)
 	if err != nil {
 		return dk.Container{}, fmt.Errorf("inspect started container %s: %w", name, err)
 	}
 	return c, nil
+}
+
+// createAndStart creates and starts a container, removing it when it does
+// not start.
+func (r *Runtime) createAndStart(ctx context.Context, cfg *container.Config, host *container.HostConfig, netcfg *network.NetworkingConfig, name string) (string, error) {
+	created, err := r.docker.ContainerCreate(ctx, cfg, host, netcfg, nil, name)
+	if err != nil {
+		return "", err
+	}
+	if err := r.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		r.remove(created.ID)
+		return "", err
+	}
+	return created.ID, nil
 }
 
 // remove force-removes a container that failed to start, on a fresh context

@@ -234,6 +234,22 @@ func TestStartErrImageNotFound(t *testing.T) {
 	}
 }
 
+func TestStartRecreatesNetwork(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.Busybox(t, cli)
+	r := MustNewRuntime(t, cli)
+	ctx := context.Background()
+
+	// `docker network prune` removes the network while no container uses it.
+	if err := cli.NetworkRemove(ctx, r.Network()); err != nil {
+		t.Fatal(err)
+	}
+	c := mustStart(t, r, webSpec(img, "again", 1))
+	if got := httpGet(t, c.Addr); got != "hello from again\n" {
+		t.Errorf("GET / = %q", got)
+	}
+}
+
 func TestContainers(t *testing.T) {
 	cli := dockertest.Client(t)
 	img := dockertest.Busybox(t, cli)

@@ -234,6 +234,9 @@ func (c *command) isDelete() bool { return c.new.IsZero() }
 // the SSH layer can exit non-zero. It never closes in or out.
 func (s *Server) ReceivePack(ctx context.Context, app string, in io.Reader, out io.Writer, deploy DeployFunc) error {
 	log := s.logger().With("app", app)
+	if deploy == nil {
+		deploy = func(context.Context, *Push) error { return nil }
+	}
 	if err := dk.ValidateAppName(app); err != nil {
 		_ = WriteError(out, dk.ErrorMessage(err))
 		return err
@@ -289,8 +292,10 @@ func (s *Server) ReceivePack(ctx context.Context, app string, in io.Reader, out 
 		needPack = needPack || !cmd.isDelete()
 	}
 	unpack := "ok"
+	var packErr error
 	if needPack {
 		if err := s.receivePack(ctx, repo, s.repoPath(app), in, deployCmd != nil); err != nil {
+			packErr = err
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -317,6 +322,12 @@ func (s *Server) ReceivePack(ctx context.Context, app string, in io.Reader, out 
 			return ctx.Err()
 		}
 		return fmt.Errorf("send report to %s pusher: %w", app, err)
+	}
+	if packErr != nil {
+		return packErr
+	}
+	if deployCmd != nil && deployCmd.err != nil {
+		return deployCmd.err
 	}
 	for _, cmd := range req.cmds {
 		if cmd.err != nil {

@@ -348,6 +348,7 @@ func wantCode(t *testing.T, err error, code string) {
 }
 
 func TestFirstPush(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{
 		"Dockerfile":      "FROM busybox\n",
@@ -421,6 +422,7 @@ var cmpPush = cmp.FilterPath(func(p cmp.Path) bool {
 }, cmp.Ignore())
 
 func TestFirstPushMasterSetsHEAD(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.must("checkout", "-q", "-b", "master")
 	c.write(map[string]string{"app.txt": "v1\n"})
@@ -452,6 +454,7 @@ func bigText(n int) string {
 }
 
 func TestSecondPushDeltas(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	text := bigText(2000)
 	c.write(map[string]string{"big.txt": text, "keep.txt": "same\n"})
@@ -492,6 +495,7 @@ func TestSecondPushDeltas(t *testing.T) {
 }
 
 func TestUpToDate(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{"a.txt": "a\n"})
 	c.commit("first")
@@ -515,6 +519,7 @@ func TestUpToDate(t *testing.T) {
 }
 
 func TestDeployFails(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{"a.txt": "a\n"})
 	first := c.commit("first")
@@ -569,6 +574,7 @@ func TestDeployFails(t *testing.T) {
 }
 
 func TestNonDeployBranch(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.must("checkout", "-q", "-b", "dev")
 	c.write(map[string]string{"a.txt": "a\n"})
@@ -615,6 +621,7 @@ func TestNonDeployBranch(t *testing.T) {
 }
 
 func TestTwoDeployBranchesInOnePush(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{"a.txt": "a\n"})
 	head := c.commit("first")
@@ -634,6 +641,7 @@ func TestTwoDeployBranchesInOnePush(t *testing.T) {
 }
 
 func TestForcePushOlderCommit(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{"v.txt": "1\n"})
 	first := c.commit("v1")
@@ -675,6 +683,7 @@ func TestForcePushOlderCommit(t *testing.T) {
 }
 
 func TestRefChangedDuringDeploy(t *testing.T) {
+	t.Parallel()
 	h, c, _ := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{"a.txt": "a\n"})
 	first := c.commit("first")
@@ -713,6 +722,7 @@ func TestRefChangedDuringDeploy(t *testing.T) {
 }
 
 func TestMaxPushBytes(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{MaxPushBytes: 64 << 10})
 	c.write(map[string]string{"small.txt": "small\n"})
 	small := c.commit("small")
@@ -752,6 +762,7 @@ func TestMaxPushBytes(t *testing.T) {
 }
 
 func TestDeleteRefused(t *testing.T) {
+	t.Parallel()
 	h, c, rec := setup(t, &gitreceive.Server{})
 	c.write(map[string]string{"a.txt": "a\n"})
 	head := c.commit("first")
@@ -776,6 +787,7 @@ func TestDeleteRefused(t *testing.T) {
 }
 
 func TestShallowRefused(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, &gitreceive.Server{})
 	rec := &recorder{t: t}
 	h.setDeploy(rec.deploy)
@@ -816,6 +828,7 @@ func mustExecutable(t *testing.T) string {
 }
 
 func TestInvalidAppName(t *testing.T) {
+	t.Parallel()
 	srv := &gitreceive.Server{Dir: t.TempDir()}
 	h := newHarness(t, srv)
 	c := newClient(t, h)
@@ -847,6 +860,7 @@ func TestInvalidAppName(t *testing.T) {
 }
 
 func TestWriteError(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	if err := gitreceive.WriteError(&buf, "app \"x\" not found"); err != nil {
 		t.Fatal(err)
@@ -857,6 +871,7 @@ func TestWriteError(t *testing.T) {
 }
 
 func TestCancelDuringDeploy(t *testing.T) {
+	t.Parallel()
 	h, c, _ := setup(t, &gitreceive.Server{})
 	started := make(chan struct{})
 	h.setDeploy(func(ctx context.Context, p *gitreceive.Push) error {
@@ -885,6 +900,7 @@ func TestCancelDuringDeploy(t *testing.T) {
 }
 
 func TestHeadAndRemove(t *testing.T) {
+	t.Parallel()
 	h, c, _ := setup(t, &gitreceive.Server{})
 	if got, err := h.srv.Head(app); err != nil || got != "" {
 		t.Errorf("Head before any push = %q, %v; want \"\", nil", got, err)
@@ -923,4 +939,73 @@ func TestHeadAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantContains(t, stderr, "* [new branch]")
+}
+
+func pkt(s string) string { return fmt.Sprintf("%04x%s", len(s)+4, s) }
+
+// TestRawProtocol drives ReceivePack with hand-written requests, for what
+// the git client cannot be made to send.
+func TestRawProtocol(t *testing.T) {
+	t.Parallel()
+	const (
+		zero = "0000000000000000000000000000000000000000"
+		some = "1111111111111111111111111111111111111111"
+		caps = "\x00report-status side-band-64k agent=test"
+	)
+	run := func(t *testing.T, in io.Reader) (string, error) {
+		t.Helper()
+		srv := &gitreceive.Server{Dir: t.TempDir()}
+		var out bytes.Buffer
+		done := make(chan error, 1)
+		go func() {
+			done <- srv.ReceivePack(context.Background(), app, in, &out, func(context.Context, *gitreceive.Push) error {
+				t.Error("deploy called")
+				return nil
+			})
+		}()
+		select {
+		case err := <-done:
+			return out.String(), err
+		case <-time.After(10 * time.Second):
+			t.Fatal("ReceivePack did not return")
+			return "", nil
+		}
+	}
+
+	t.Run("AdvertiseEmpty", func(t *testing.T) {
+		out, err := run(t, strings.NewReader("0000"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantContains(t, out, zero+" capabilities^{}\x00report-status delete-refs ofs-delta side-band-64k no-thin")
+		wantContains(t, out, " agent=dk/"+dk.Version+"\n0000")
+	})
+	t.Run("EOFBeforeCommands", func(t *testing.T) {
+		if _, err := run(t, strings.NewReader("")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("DeleteOnlyDoesNotWaitForPack", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go io.WriteString(pw, pkt(some+" "+zero+" refs/heads/main"+caps)+"0000") // and never EOF
+		out, err := run(t, pr)
+		wantCode(t, err, dk.EINVALID)
+		wantContains(t, out, "ng refs/heads/main deleting the deploy branch is not supported")
+	})
+	t.Run("MalformedPack", func(t *testing.T) {
+		pack := "PACK\x00\x00\x00\x02\x00\x00\x00\x01\x35not zlib data at all"
+		out, err := run(t, strings.NewReader(pkt(zero+" "+some+" refs/heads/main"+caps)+"0000"+pack))
+		wantCode(t, err, dk.EINVALID)
+		wantContains(t, out, "ng refs/heads/main invalid pack: ")
+	})
+	t.Run("TruncatedPack", func(t *testing.T) {
+		out, err := run(t, strings.NewReader(pkt(zero+" "+some+" refs/heads/main"+caps)+"0000PACK\x00\x00"))
+		wantCode(t, err, dk.EINVALID)
+		wantContains(t, out, "unpack invalid pack: unexpected end of pack")
+	})
+	t.Run("MalformedCommand", func(t *testing.T) {
+		_, err := run(t, strings.NewReader(pkt("nonsense"+caps)+"0000"))
+		wantCode(t, err, dk.EINVALID)
+	})
 }

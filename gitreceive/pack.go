@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"compress/zlib"
-	"crypto/sha1"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 )
 
@@ -24,13 +22,13 @@ func badPack(format string, args ...any) error {
 
 // copyPack copies exactly one packfile from r to w and returns its object
 // count. The pack's end is found by walking its objects, not by EOF: the
-// client keeps the channel open after the pack to read the report (and
-// sends no pack at all for delete-only pushes, which callers handle).
-// Objects are inflated to check sizes and the trailing checksum is
-// verified; resolving deltas is left to the object store.
+// client keeps the channel open after the pack to read the report. Objects
+// are inflated to find their ends and check their sizes; the checksum and
+// deltas are verified by the object store that indexes the copy.
 func copyPack(r io.Reader, w io.Writer) (uint32, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
-	pr := &packReader{r: bufio.NewReaderSize(r, 64<<10), w: bw, h: sha1.New()}
+	raw := &countWriter{w: bw}
+	pr := &packReader{r: bufio.NewReaderSize(io.TeeReader(r, raw), 64<<10)}
 
 	var hdr [12]byte
 	if _, err := io.ReadFull(pr, hdr[:]); err != nil {
@@ -86,18 +84,12 @@ func copyPack(r io.Reader, w io.Writer) (uint32, error) {
 			return 0, badPack("object %d inflates to %d bytes, not %d", i, n, size)
 		}
 	}
-
-	sum := pr.h.Sum(nil)
-	pr.h = nil
 	var trailer [20]byte
 	if _, err := io.ReadFull(pr, trailer[:]); err != nil {
 		return 0, err
 	}
-	if !bytes.Equal(sum, trailer[:]) {
-		return 0, badPack("checksum mismatch")
-	}
-	if pr.werr != nil {
-		return 0, pr.werr
+	if raw.n != pr.n {
+		return 0, badPack("%d unexpected bytes after the pack", raw.n-pr.n)
 	}
 	return count, bw.Flush()
 }
@@ -130,39 +122,35 @@ func readObjectHeader(r io.ByteReader) (size int64, typ byte, err error) {
 	return size, typ, nil
 }
 
-// packReader hands out the bytes of r one consumer read at a time, copying
-// exactly what was consumed to w (and the hash). It is an io.ByteReader so
-// that zlib/flate read no further than each stream's end.
+// packReader counts the bytes its consumers take. It is an io.ByteReader
+// so that zlib/flate read no further than each stream's end.
 type packReader struct {
-	r    *bufio.Reader
-	w    io.Writer
-	h    hash.Hash // nil once the trailer is being read
-	werr error
-}
-
-func (p *packReader) consumed(b []byte) {
-	if p.h != nil {
-		p.h.Write(b)
-	}
-	if p.werr == nil {
-		_, p.werr = p.w.Write(b)
-	}
+	r *bufio.Reader
+	n int64
 }
 
 func (p *packReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
-	p.consumed(b[:n])
-	if err == nil && p.werr != nil {
-		err = p.werr
-	}
+	p.n += int64(n)
 	return n, err
 }
 
 func (p *packReader) ReadByte() (byte, error) {
 	c, err := p.r.ReadByte()
-	if err != nil {
-		return 0, err
+	if err == nil {
+		p.n++
 	}
-	p.consumed([]byte{c})
-	return c, p.werr
+	return c, err
+}
+
+// countWriter counts what it writes to w.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }

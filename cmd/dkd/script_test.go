@@ -61,11 +61,12 @@ func TestScripts(t *testing.T) {
 			return setupScript(env)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitdk":   cmdWaitDK,
-			"dk":       cmdDK,
-			"httpget":  cmdHTTPGet,
-			"waithttp": cmdWaitHTTP,
-			"docker":   cmdDocker,
+			"waitdk":     cmdWaitDK,
+			"dk":         cmdDK,
+			"httpget":    cmdHTTPGet,
+			"waithttp":   cmdWaitHTTP,
+			"docker":     cmdDocker,
+			"waitlocked": cmdWaitLocked,
 		},
 	})
 }
@@ -313,4 +314,22 @@ func cmdDocker(ts *testscript.TestScript, neg bool, args []string) {
 
 func dockerClient() (*client.Client, error) {
 	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+}
+
+// waitlocked APP: poll apps:info over ssh until APP's deploy lock is held.
+func cmdWaitLocked(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitlocked APP")
+	}
+	sshArgs := strings.Fields(sshCommand(filepath.Join(ts.Getenv("HOME"), ".ssh"), "admin"))[1:]
+	sshArgs = append(sshArgs, "-p", ts.Getenv("SSH_PORT"), "dk@127.0.0.1", "apps:info", args[0], "--json")
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("ssh", sshArgs...).Output()
+		if strings.Contains(string(out), `"lock"`) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("%s was never locked", args[0])
 }

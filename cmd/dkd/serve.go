@@ -270,15 +270,11 @@ type pushes struct {
 func (p *pushes) RejectPush(out io.Writer, msg string) error { return gitreceive.WriteError(out, msg) }
 
 func (p *pushes) ReceivePack(ctx context.Context, app string, key *dk.Key, in io.Reader, out, errw io.Writer) error {
-	if _, err := p.store.App(ctx, app); err != nil {
-		if dk.ErrorCode(err) != dk.ENOTFOUND || !key.Admin {
-			_ = p.RejectPush(out, dk.ErrorMessage(err))
-			return err
-		}
-		if _, err := p.mgr.CreateApp(ctx, app); err != nil && dk.ErrorCode(err) != dk.ECONFLICT {
-			_ = p.RejectPush(out, dk.ErrorMessage(err))
-			return err
-		}
+	_, err := p.store.App(ctx, app)
+	exists := err == nil
+	if err != nil && (dk.ErrorCode(err) != dk.ENOTFOUND || !key.Admin) {
+		_ = p.RejectPush(out, dk.ErrorMessage(err))
+		return err
 	}
 	lock, err := p.mgr.TryLock(app, "push by "+key.Name)
 	if err != nil {
@@ -287,7 +283,16 @@ func (p *pushes) ReceivePack(ctx context.Context, app string, key *dk.Key, in io
 	}
 	defer lock.Unlock()
 	start := time.Now()
-	return p.git.ReceivePack(ctx, app, in, out, func(ctx context.Context, push *gitreceive.Push) error {
+	created := false
+	err = p.git.ReceivePack(ctx, app, in, out, func(ctx context.Context, push *gitreceive.Push) error {
+		if !exists {
+			// An admin's first push creates the app, once the push is accepted.
+			if _, err := p.mgr.CreateApp(ctx, app); err != nil {
+				return err
+			}
+			created = true
+			fmt.Fprintf(push.Progress, "-----> Created app %s\n", app)
+		}
 		_, err := p.mgr.Deploy(ctx, releases.DeployRequest{
 			App: app, Commit: push.New, Dir: push.Dir, Author: key.Name, Output: push.Progress,
 			Timings: []dk.Timing{{Stage: "receive", Duration: time.Since(start)}},
@@ -297,4 +302,16 @@ func (p *pushes) ReceivePack(ctx context.Context, app string, key *dk.Key, in io
 		}
 		return err
 	})
+	if err != nil && !exists {
+		// A refused first push leaves nothing behind: no app, no repository.
+		cleanup := context.WithoutCancel(ctx)
+		if created {
+			lock.Unlock()
+			if derr := p.mgr.DestroyApp(cleanup, app, "failed first push"); derr != nil && dk.ErrorCode(derr) != dk.ENOTFOUND {
+				return err
+			}
+		}
+		_ = p.git.Remove(app)
+	}
+	return err
 }
