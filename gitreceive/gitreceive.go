@@ -9,8 +9,9 @@
 // where it was, as on Heroku and Dokku.
 //
 // go-git's own transport/server receive-pack is not used: against real git
-// it hangs on delete-only pushes, breaks on thin packs, closes the channel
-// before the report and has no side-band (see docs/field-notes.md).
+// 2.39 it hangs on delete-only pushes, breaks on thin packs, closes the
+// channel before the report, has no side-band and moves refs without an
+// old-value check.
 package gitreceive
 
 import (
@@ -33,7 +34,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 )
 
-// Server receives pushes into bare repositories under Dir.
+// Server receives pushes into bare repositories under Dir. It must not be
+// copied after first use.
 type Server struct {
 	Dir          string   // repos live at Dir/<app>.git (bare); created on first push
 	MaxPushBytes int64    // 0 = unlimited; a bigger pack is refused with a clear error
@@ -59,8 +61,8 @@ type Push struct {
 // the reason git shows for the rejected ref.
 type DeployFunc func(ctx context.Context, p *Push) error
 
-// DefaultBranches are the deployable branches when Server.Branches is empty.
-var DefaultBranches = []string{"main", "master"}
+// defaultBranches are the deployable branches when Server.Branches is empty.
+var defaultBranches = []string{"main", "master"}
 
 const (
 	zeroHex = "0000000000000000000000000000000000000000"
@@ -82,7 +84,7 @@ func (s *Server) branches() []string {
 	if len(s.Branches) > 0 {
 		return s.Branches
 	}
-	return DefaultBranches
+	return defaultBranches
 }
 
 func (s *Server) isDeployBranch(ref plumbing.ReferenceName) (string, bool) {
@@ -135,9 +137,12 @@ func (s *Server) lock(app string) func() {
 	return l.Unlock
 }
 
-// open opens app's bare repository, creating it (with HEAD → the first
-// deploy branch) when create is set.
+// open opens app's bare repository, creating it (with a symbolic HEAD to
+// the first deploy branch) when create is set.
 func (s *Server) open(app string, create bool) (*git.Repository, error) {
+	if create {
+		defer s.lock(app)()
+	}
 	path := s.repoPath(app)
 	repo, err := git.PlainOpen(path)
 	if err == nil || !errors.Is(err, git.ErrRepositoryNotExists) || !create {
@@ -149,10 +154,6 @@ func (s *Server) open(app string, create bool) (*git.Repository, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("init repository %s: %w", path, err)
-	}
-	head := plumbing.NewSymbolicReference(plumbing.HEAD, plumbing.NewBranchReferenceName(s.branches()[0]))
-	if err := repo.Storer.SetReference(head); err != nil {
-		return nil, fmt.Errorf("set HEAD of %s: %w", path, err)
 	}
 	return repo, nil
 }

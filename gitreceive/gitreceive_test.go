@@ -360,7 +360,11 @@ func TestFirstPush(t *testing.T) {
 	if err := os.Symlink("docs/readme.txt", filepath.Join(c.dir, "README")); err != nil {
 		t.Fatal(err)
 	}
-	head := c.commit("first")
+	// A submodule (gitlink) whose commit is not in the push.
+	c.must("add", "-A")
+	c.must("update-index", "--add", "--cacheinfo", "160000,"+strings.Repeat("1", 40)+",vendor/lib")
+	c.must("commit", "-q", "-m", "first")
+	head := c.must("rev-parse", "HEAD")
 
 	stderr, ok := c.push("dk", "main")
 	if !ok {
@@ -390,6 +394,8 @@ func TestFirstPush(t *testing.T) {
 		"docs":            "dir",
 		"docs/readme.txt": "file 644 read me\n",
 		"empty-file.txt":  "file 644 ",
+		"vendor":          "dir",
+		"vendor/lib":      "dir",
 	}
 	if diff := cmp.Diff(wantTree, tree); diff != "" {
 		t.Errorf("checked-out tree (-want +got):\n%s", diff)
