@@ -2,8 +2,10 @@ package gitreceive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -48,7 +50,7 @@ func checkoutTree(ctx context.Context, repo *git.Repository, root *os.Root, tree
 		switch e.Mode {
 		case filemode.Dir:
 			if err := root.Mkdir(name, 0o755); err != nil {
-				return fmt.Errorf("check out %s: %w", name, err)
+				return createError(name, err)
 			}
 			sub, err := repo.TreeObject(e.Hash)
 			if err != nil {
@@ -83,13 +85,13 @@ func checkoutTree(ctx context.Context, repo *git.Repository, root *os.Root, tree
 				return fmt.Errorf("read %s: %w", name, err)
 			}
 			if err := root.Symlink(string(target), name); err != nil {
-				return fmt.Errorf("check out %s: %w", name, err)
+				return createError(name, err)
 			}
 		case filemode.Submodule:
 			// Not fetched: a build sees what `git clone` without
 			// --recurse-submodules would, an empty directory.
 			if err := root.Mkdir(name, 0o755); err != nil {
-				return fmt.Errorf("check out %s: %w", name, err)
+				return createError(name, err)
 			}
 		default:
 			return dk.Errorf(dk.EINVALID, "the pushed tree has %q with unknown mode %o", name, uint32(e.Mode))
@@ -110,7 +112,7 @@ func writeBlob(repo *git.Repository, root *os.Root, name string, e object.TreeEn
 	defer r.Close()
 	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return fmt.Errorf("check out %s: %w", name, err)
+		return createError(name, err)
 	}
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
@@ -124,4 +126,13 @@ func writeBlob(repo *git.Repository, root *os.Root, name string, e object.TreeEn
 		return fmt.Errorf("check out %s: %w", name, err)
 	}
 	return nil
+}
+
+// createError reports a failure to create name; a name the tree holds twice
+// is the pusher's doing.
+func createError(name string, err error) error {
+	if errors.Is(err, fs.ErrExist) {
+		return dk.Errorf(dk.EINVALID, "the pushed tree has %q twice", name)
+	}
+	return fmt.Errorf("check out %s: %w", name, err)
 }

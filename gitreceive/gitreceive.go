@@ -521,7 +521,13 @@ func shortReason(err error) string {
 		}
 		return "deploy failed"
 	}
-	return oneLine(dk.ErrorMessage(err), 200)
+	// The whole message already reached the pusher as remote: lines; the
+	// ref status carries its leading phrase ("build failed", "deploy failed").
+	msg := oneLine(dk.ErrorMessage(err), 200)
+	if head, _, ok := strings.Cut(msg, ": "); ok && head != "" {
+		return head
+	}
+	return msg
 }
 
 // oneLine returns the first non-empty line of s, trimmed to at most max bytes.

@@ -1015,3 +1015,56 @@ func TestRawProtocol(t *testing.T) {
 		wantCode(t, err, dk.EINVALID)
 	})
 }
+
+// TestHostileTree pushes trees git's porcelain would never make; the
+// checkout must refuse them without writing outside its dir.
+func TestHostileTree(t *testing.T) {
+	t.Parallel()
+	outside := t.TempDir()
+	for _, tc := range []struct {
+		name, tree, reason string
+	}{
+		{"DotDot", "100644 blob {blob}\t..\n", `the pushed tree has an invalid path ".."`},
+		{"DotGit", "100644 blob {blob}\t.GIT\n", `the pushed tree has an invalid path ".GIT"`},
+		{"SymlinkThenDir", "120000 blob {link}\tevil\n040000 tree {sub}\tevil\n", `the pushed tree has "evil" twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h, c, rec := setup(t, &gitreceive.Server{})
+			blob := c.gitIn("hi\n", "hash-object", "-w", "--stdin")
+			link := c.gitIn(outside, "hash-object", "-w", "--stdin")
+			sub := c.gitIn("100644 blob "+blob+"\tpwned\n", "mktree")
+			r := strings.NewReplacer("{blob}", blob, "{link}", link, "{sub}", sub)
+			tree := c.gitIn(r.Replace(tc.tree), "mktree")
+			commit := c.must("commit-tree", "-m", "hostile", tree)
+
+			stderr, ok := c.push("dk", commit+":refs/heads/main")
+			if ok {
+				t.Fatalf("push succeeded, want failure:\n%s", stderr)
+			}
+			wantCode(t, h.result(), dk.EINVALID)
+			wantContains(t, stderr, "! [remote rejected] "+commit+" -> main ("+tc.reason+")")
+			if n := rec.count(); n != 0 {
+				t.Errorf("deploy called %d times", n)
+			}
+			if got := h.serverRef("main"); got != "" {
+				t.Errorf("server main = %q, want none", got)
+			}
+			if _, err := os.Lstat(filepath.Join(outside, "pwned")); err == nil {
+				t.Error("checkout wrote through a symlink outside its dir")
+			}
+		})
+	}
+}
+
+// gitIn runs git with stdin and returns its trimmed stdout.
+func (c *client) gitIn(stdin string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir, cmd.Env, cmd.Stdin = c.dir, c.env, strings.NewReader(stdin)
+	out, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out))
+}

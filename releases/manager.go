@@ -379,10 +379,10 @@ func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, out
 func (m *Manager) waitReady(ctx context.Context, c dk.Container, out *progress) error {
 	ctx, cancel := context.WithTimeout(ctx, m.bootTimeout())
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	addr := c.Addr
-	for {
+	for n := 0; ; n++ {
 		if addr != "" {
 			d := net.Dialer{Timeout: time.Second}
 			conn, err := d.DialContext(ctx, "tcp", addr)
@@ -391,12 +391,13 @@ func (m *Manager) waitReady(ctx context.Context, c dk.Container, out *progress) 
 				return nil
 			}
 		}
-		cur, err := m.Runtime.Inspect(ctx, c.ID)
-		if err == nil {
-			if cur.Addr != "" {
+		// Ask the engine (slower than a dial) every 8th tick whether it exited.
+		if n%8 == 0 || addr == "" {
+			cur, err := m.Runtime.Inspect(ctx, c.ID)
+			if err == nil && cur.Addr != "" {
 				addr = cur.Addr
 			}
-			if cur.State != "running" && cur.State != "created" {
+			if err == nil && cur.State != "running" && cur.State != "created" {
 				m.showLogs(c, out)
 				return dk.Errorf(dk.EFAILED, "%s.%d exited before listening on port %s (state %s); see its output above",
 					c.Process, c.Index, portOf(addr), cur.State)
