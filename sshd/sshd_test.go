@@ -40,7 +40,10 @@ type noGit struct{}
 func (noGit) ReceivePack(context.Context, string, *dk.Key, io.Reader, io.Writer, io.Writer) error {
 	return dk.Errorf(dk.EINTERNAL, "not in this test")
 }
-func (noGit) RejectPush(w io.Writer, msg string) error { _, err := io.WriteString(w, "ERR "+msg); return err }
+func (noGit) RejectPush(w io.Writer, msg string) error {
+	_, err := io.WriteString(w, "ERR "+msg)
+	return err
+}
 
 type server struct {
 	addr  string
