@@ -20,7 +20,7 @@ import (
 var Version = "dev"
 
 var (
-	appNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	appNameRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 	configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	procNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	keyNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]*$`)
@@ -35,7 +35,7 @@ func ValidateAppName(name string) error {
 		return Errorf(EINVALID, "app name is empty: use lowercase letters, digits and dashes, e.g. myapp")
 	}
 	if len(name) > MaxAppNameLen || !appNameRE.MatchString(name) {
-		return Errorf(EINVALID, "invalid app name %q: use lowercase letters, digits and dashes, starting with a letter or digit, at most %d characters", name, MaxAppNameLen)
+		return Errorf(EINVALID, "invalid app name %q: use lowercase letters, digits and dashes, starting and ending with a letter or digit, at most %d characters", name, MaxAppNameLen)
 	}
 	return nil
 }
@@ -224,6 +224,9 @@ type Container struct {
 	State     string    `json:"state"` // running, restarting, exited, created …
 	Addr      string    `json:"addr"`  // host:port the router can reach, when running
 	StartedAt time.Time `json:"started_at"`
+	// Restarts and ExitCode are known from Inspect (not from Containers).
+	Restarts int `json:"restarts"`
+	ExitCode int `json:"exit_code"`
 }
 
 // ContainerSpec is what the runtime needs to start one process.
@@ -297,6 +300,8 @@ type Runtime interface {
 	Logs(ctx context.Context, id string, tail int, follow bool, w LogWriter) error
 	// RemoveImage removes an image reference (best effort).
 	RemoveImage(ctx context.Context, ref string) error
+	// TagImage gives the image src the extra reference dst.
+	TagImage(ctx context.Context, src, dst string) error
 }
 
 // LogWriter receives log lines with their timestamps.

@@ -17,7 +17,7 @@ func TestValidateAppName(t *testing.T) {
 			t.Errorf("ValidateAppName(%q) = %v, want nil", name, err)
 		}
 	}
-	for _, name := range []string{"", "TestApp", "test_app", "test;id", "test/app", "-x", "a.b", "a b", strings.Repeat("a", 64), "héllo"} {
+	for _, name := range []string{"", "TestApp", "test_app", "test;id", "test/app", "-x", "app-", "a.b", "a b", strings.Repeat("a", 64), "héllo"} {
 		err := dk.ValidateAppName(name)
 		if dk.ErrorCode(err) != dk.EINVALID {
 			t.Errorf("ValidateAppName(%q) = %v, want EINVALID", name, err)

@@ -336,8 +336,10 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (dk.Container, error) 
 		return dk.Container{}, err
 	}
 	c := r.fromLabels(info.ID, info.Config.Labels)
+	c.Restarts = info.RestartCount
 	if info.State != nil {
 		c.State = string(info.State.Status)
+		c.ExitCode = info.State.ExitCode
 		if t, err := time.Parse(time.RFC3339Nano, info.State.StartedAt); err == nil && t.Year() > 1 {
 			c.StartedAt = t
 		}
@@ -438,6 +440,17 @@ func (r *Runtime) RemoveAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// TagImage gives the image src the extra reference dst.
+func (r *Runtime) TagImage(ctx context.Context, src, dst string) error {
+	if err := r.docker.ImageTag(ctx, src, dst); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return dk.Errorf(dk.EFAILED, "image %s not found in the engine", src)
+		}
+		return fmt.Errorf("tag %s as %s: %w", src, dst, err)
+	}
+	return nil
 }
 
 // RemoveImage removes an image reference, pruning untagged parents. An image

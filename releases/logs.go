@@ -66,6 +66,7 @@ func (m *Manager) Logs(ctx context.Context, appName string, tail int, follow boo
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	since := time.Now()
+	var fmu sync.Mutex
 	followed := map[string]bool{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -73,14 +74,27 @@ func (m *Manager) Logs(ctx context.Context, appName string, tail int, follow boo
 	defer tick.Stop()
 	for {
 		for _, c := range cs {
-			if followed[c.ID] {
+			if c.State != "running" {
 				continue
 			}
+			fmu.Lock()
+			seen := followed[c.ID]
 			followed[c.ID] = true
+			fmu.Unlock()
+			if seen {
+				continue
+			}
 			isNew := c.StartedAt.After(since)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				// The stream ends when the process exits; a restart of the
+				// same container is picked up again on the next tick.
+				defer func() {
+					fmu.Lock()
+					delete(followed, c.ID)
+					fmu.Unlock()
+				}()
 				n := 0 // existing containers: only new lines
 				if isNew {
 					n = -1 // a container started while following: all its output

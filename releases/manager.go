@@ -50,6 +50,16 @@ type Manager struct {
 	reconcileMu sync.Mutex
 	pending     map[string]bool
 	kick        chan struct{}
+
+	// passes serialises reconciler passes per app; a deploy lock waits for
+	// an in-flight pass, and passes skip apps whose deploy lock is held.
+	passesMu sync.Mutex
+	passes   map[string]*sync.Mutex
+
+	// routesMu serialises route table rebuilds; draining holds containers
+	// being stopped, which no table may route to.
+	routesMu sync.Mutex
+	draining map[string]bool
 }
 
 // Lock is an app's deploy lock: one deploy, config change, rollback or
@@ -124,7 +134,36 @@ func (m *Manager) TryLock(app, holder string) (*Lock, error) {
 	}
 	l := &Lock{App: app, Holder: holder, Since: m.now(), m: m}
 	m.locks[app] = l
+	// Wait out a reconciler pass that started before the lock was taken;
+	// later passes see the lock and skip the app.
+	pass := m.pass(app)
+	m.mu.Unlock()
+	pass.Lock()
+	pass.Unlock()
+	m.mu.Lock()
 	return l, nil
+}
+
+// pass returns app's reconciler mutex.
+func (m *Manager) pass(app string) *sync.Mutex {
+	m.passesMu.Lock()
+	defer m.passesMu.Unlock()
+	if m.passes == nil {
+		m.passes = map[string]*sync.Mutex{}
+	}
+	p, ok := m.passes[app]
+	if !ok {
+		p = &sync.Mutex{}
+		m.passes[app] = p
+	}
+	return p
+}
+
+func (m *Manager) locked(app string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.locks[app]
+	return ok
 }
 
 // Locks returns the deploy locks held now.
@@ -163,6 +202,11 @@ func (m *Manager) DestroyApp(ctx context.Context, name, holder string) error {
 		return err
 	}
 	defer lock.Unlock()
+	return m.DestroyLocked(ctx, name)
+}
+
+// DestroyLocked is DestroyApp for a caller that holds the app's lock.
+func (m *Manager) DestroyLocked(ctx context.Context, name string) error {
 	rels, err := m.Store.Releases(ctx, name)
 	if err != nil {
 		return err
@@ -182,10 +226,13 @@ func (m *Manager) DestroyApp(ctx context.Context, name, holder string) error {
 	}
 	seen := map[string]bool{}
 	for _, r := range rels {
-		if r.Image != "" && !seen[r.Image] {
-			seen[r.Image] = true
-			if err := m.Runtime.RemoveImage(ctx, r.Image); err != nil {
-				m.logger().Warn("remove image", "app", name, "image", r.Image, "err", err)
+		for _, ref := range []string{r.Image, fmt.Sprintf("%s/%s:%s", m.Instance, name, shortSHA(r.Commit))} {
+			if r.Image == "" || seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			if err := m.Runtime.RemoveImage(ctx, ref); err != nil {
+				m.logger().Warn("remove image", "app", name, "image", ref, "err", err)
 			}
 		}
 	}
@@ -285,6 +332,18 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 		return nil, err
 	}
 	out.Step("Releasing %s (%s)", rel.Name(), rel.Description)
+	// Every release has its own tag, INSTANCE/APP:vN, so a rollback finds
+	// exactly the image that release ran.
+	tag := fmt.Sprintf("%s/%s:%s", m.Instance, rel.App, rel.Name())
+	if err := m.Runtime.TagImage(ctx, rel.Image, tag); err != nil {
+		rel.Status, rel.Error = dk.ReleaseFailed, dk.ErrorMessage(err)
+		_ = m.Store.UpdateRelease(context.WithoutCancel(ctx), rel)
+		return rel, dk.Errorf(dk.EFAILED, "deploy failed: %s", dk.ErrorMessage(err))
+	}
+	rel.Image = tag
+	if err := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); err != nil {
+		return nil, err
+	}
 	timings = append(timings, dk.Timing{Stage: "release", Duration: m.now().Sub(t0)})
 	log := m.logger().With("app", rel.App, "release", rel.Version)
 
@@ -299,6 +358,10 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 		// A cancelled push still records the outcome.
 		if uerr := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); uerr != nil {
 			log.Error("mark release failed", "err", uerr)
+		}
+		// The failed release's own tag goes; its source image stays for the others.
+		if rerr := m.Runtime.RemoveImage(context.WithoutCancel(ctx), rel.Image); rerr != nil {
+			log.Warn("remove failed release's tag", "image", rel.Image, "err", rerr)
 		}
 		return rel, err
 	}
@@ -391,16 +454,17 @@ func (m *Manager) waitReady(ctx context.Context, c dk.Container, out *progress) 
 				return nil
 			}
 		}
-		// Ask the engine (slower than a dial) every 8th tick whether it exited.
-		if n%8 == 0 || addr == "" {
+		// Ask the engine (slower than a dial) every 4th tick whether it exited.
+		if n%4 == 0 || addr == "" {
 			cur, err := m.Runtime.Inspect(ctx, c.ID)
 			if err == nil && cur.Addr != "" {
 				addr = cur.Addr
 			}
-			if err == nil && cur.State != "running" && cur.State != "created" {
+			// Docker restarts a crashing process at once: a restart means it exited.
+			if err == nil && (cur.Restarts > 0 || cur.State != "running" && cur.State != "created") {
 				m.showLogs(c, out)
-				return dk.Errorf(dk.EFAILED, "%s.%d exited before listening on port %s (state %s); see its output above",
-					c.Process, c.Index, portOf(addr), cur.State)
+				return dk.Errorf(dk.EFAILED, "%s.%d exited before listening on port %s (exit code %d); see its output above",
+					c.Process, c.Index, portOf(addr), cur.ExitCode)
 			}
 		}
 		select {
@@ -471,35 +535,50 @@ func (m *Manager) SetConfig(ctx context.Context, ch dk.ConfigChange) (*dk.Releas
 		return nil, err
 	}
 	defer lock.Unlock()
-	app, err := m.Store.UpdateApp(ctx, ch.App, func(a *dk.App) error {
-		if a.Config == nil {
-			a.Config = dk.Config{}
-		}
-		for k, v := range ch.Set {
-			a.Config[k] = v
-		}
-		for _, k := range ch.Unset {
-			delete(a.Config, k)
-		}
-		return nil
-	})
+	app, err := m.Store.App(ctx, ch.App)
 	if err != nil {
 		return nil, err
 	}
-	desc := describeChange(ch.Set, ch.Unset)
-	if !ch.Restart {
-		return nil, nil
+	cfg := app.Config.Clone()
+	for k, v := range ch.Set {
+		cfg[k] = v
 	}
-	return m.rerelease(ctx, app, desc, ch.Author, ch.Output)
+	for _, k := range ch.Unset {
+		delete(cfg, k)
+	}
+	var rel *dk.Release
+	if ch.Restart {
+		// The new config is stored only once a release with it serves: a
+		// failed restart changes nothing.
+		if rel, err = m.rerelease(ctx, app, cfg, describeChange(ch.Set, ch.Unset), ch.Author, ch.Output); err != nil {
+			return rel, err
+		}
+	}
+	if err := m.saveConfig(ctx, ch.App, cfg); err != nil {
+		return nil, err
+	}
+	return rel, nil
+}
+
+// saveConfig stores an app's config layer.
+func (m *Manager) saveConfig(ctx context.Context, app string, cfg dk.Config) error {
+	_, err := m.Store.UpdateApp(context.WithoutCancel(ctx), app, func(a *dk.App) error {
+		a.Config = cfg.Clone()
+		return nil
+	})
+	return err
 }
 
 func validateChange(set dk.Config, unset []string) error {
 	if len(set) == 0 && len(unset) == 0 {
 		return dk.Errorf(dk.EINVALID, "nothing to change: give KEY=VALUE pairs (or KEY names to unset)")
 	}
-	for k := range set {
+	for k, v := range set {
 		if err := dk.ValidateConfigKey(k); err != nil {
 			return err
+		}
+		if strings.ContainsRune(v, 0) {
+			return dk.Errorf(dk.EINVALID, "the value of %s contains a NUL byte, which no environment variable can hold", k)
 		}
 	}
 	for _, k := range unset {
@@ -525,7 +604,7 @@ func describeChange(set dk.Config, unset []string) string {
 
 // rerelease makes a new release of the current image with the app's current
 // config. Without a current release there is nothing to run: it returns nil.
-func (m *Manager) rerelease(ctx context.Context, app *dk.App, desc, author string, w io.Writer) (*dk.Release, error) {
+func (m *Manager) rerelease(ctx context.Context, app *dk.App, cfg dk.Config, desc, author string, w io.Writer) (*dk.Release, error) {
 	cur, err := m.Current(ctx, app.Name)
 	if err != nil || cur == nil {
 		return nil, err
@@ -535,7 +614,7 @@ func (m *Manager) rerelease(ctx context.Context, app *dk.App, desc, author strin
 		return nil, err
 	}
 	rel := &dk.Release{
-		App: app.Name, Image: cur.Image, Commit: cur.Commit, Config: app.Config.Clone(), Global: global,
+		App: app.Name, Image: cur.Image, Commit: cur.Commit, Config: cfg.Clone(), Global: global,
 		Processes: cur.Processes, Description: desc, Author: author,
 	}
 	return m.release(ctx, app, rel, newProgress(w), m.now(), nil)
@@ -573,7 +652,7 @@ func (m *Manager) SetGlobalConfig(ctx context.Context, ch dk.ConfigChange) ([]*d
 			errs = append(errs, dk.ErrorMessage(err))
 			continue
 		}
-		rel, err := m.rerelease(ctx, a, describeChange(ch.Set, ch.Unset)+" (global)", ch.Author, ch.Output)
+		rel, err := m.rerelease(ctx, a, a.Config, describeChange(ch.Set, ch.Unset)+" (global)", ch.Author, ch.Output)
 		lock.Unlock()
 		if err != nil {
 			errs = append(errs, a.Name+": "+dk.ErrorMessage(err))
@@ -631,19 +710,15 @@ func (m *Manager) Rollback(ctx context.Context, appName string, version int, aut
 			return nil, dk.Errorf(dk.EINVALID, "v%d has no image to roll back to", version)
 		}
 	}
-	// The rollback restores that release's config too: store it as the app's config.
-	app, err = m.Store.UpdateApp(ctx, appName, func(a *dk.App) error {
-		a.Config = target.Config.Clone()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
 	rel := &dk.Release{
 		App: appName, Image: target.Image, Commit: target.Commit, Config: target.Config.Clone(), Global: target.Global.Clone(),
 		Processes: target.Processes, Description: "Rollback to " + target.Name(), Author: author,
 	}
-	return m.release(ctx, app, rel, newProgress(w), m.now(), nil)
+	if rel, err = m.release(ctx, app, rel, newProgress(w), m.now(), nil); err != nil {
+		return rel, err
+	}
+	// The rollback restores that release's config too, once it serves.
+	return rel, m.saveConfig(ctx, appName, target.Config)
 }
 
 // Restart rolls the app's current release over to fresh containers.
@@ -694,12 +769,10 @@ func (m *Manager) Restart(ctx context.Context, appName, author string, w io.Writ
 		}
 	}
 	// Switch: route only to the fresh containers, then stop the old ones.
-	stale := map[string]bool{}
-	for _, c := range old {
-		stale[c.ID] = true
-	}
-	m.syncRoutesExcept(context.WithoutCancel(ctx), stale)
+	m.drain(old)
+	m.syncRoutes(context.WithoutCancel(ctx))
 	m.stopAll(old)
+	m.undrain(old)
 	m.syncRoutes(context.WithoutCancel(ctx))
 	out.Step("Restarted %s", appName)
 	return nil
@@ -733,7 +806,7 @@ func shortSHA(commit string) string {
 func (m *Manager) LockHolder(app string) (string, time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if l, ok := m.locks[app]; ok && l.Holder != "reconciler" {
+	if l, ok := m.locks[app]; ok {
 		return l.Holder, l.Since, true
 	}
 	return "", time.Time{}, false

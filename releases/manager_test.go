@@ -104,7 +104,7 @@ func TestDeploy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy: %v\n%s", err, out)
 	}
-	if rel.Version != 1 || rel.Status != dk.ReleaseSucceeded || rel.Description != "Deploy 1a2b3c4" || rel.Image != "dk/hello:1a2b3c4" {
+	if rel.Version != 1 || rel.Status != dk.ReleaseSucceeded || rel.Description != "Deploy 1a2b3c4" || rel.Image != "dk/hello:v1" {
 		t.Errorf("release = %+v", rel)
 	}
 	for _, want := range []string{"-----> Building hello from dockerfile", "-----> Releasing v1 (Deploy 1a2b3c4)", "-----> Done in", "timings: build"} {
@@ -355,7 +355,7 @@ func TestDestroy(t *testing.T) {
 	if len(cs) != 0 {
 		t.Errorf("containers left: %+v", cs)
 	}
-	if diff := cmp.Diff([]string{"dk/hello:1111111"}, e.rt.RemovedImages); diff != "" {
+	if diff := cmp.Diff([]string{"dk/hello:v1", "dk/hello:1111111"}, e.rt.RemovedImages); diff != "" {
 		t.Error(diff)
 	}
 	if code, _ := e.serve(t, "hello"); code != 404 {
@@ -395,4 +395,67 @@ func TestLogs(t *testing.T) {
 	if err := e.mgr.Logs(ctx, "hello", 0, true, io.Discard); err != nil {
 		t.Errorf("follow: %v", err)
 	}
+}
+
+func TestFailedChangeStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.deploy(t, "hello", "1111111aaaa", map[string]string{})
+	e.mgr.SetConfig(ctx, dk.ConfigChange{App: "hello", Set: dk.Config{"GREETING": "v2"}, Restart: true})
+	// The image now crashes: the config change's release fails.
+	e.rt.Crash["dk/hello:1111111"] = true
+	_, err := e.mgr.SetConfig(ctx, dk.ConfigChange{App: "hello", Set: dk.Config{"GREETING": "broken"}, Restart: true})
+	if dk.ErrorCode(err) != dk.EFAILED {
+		t.Fatalf("err = %v", err)
+	}
+	app, _ := e.db.App(ctx, "hello")
+	if app.Config["GREETING"] != "v2" {
+		t.Errorf("a failed config change was stored: %v", app.Config)
+	}
+	_, err = e.mgr.Rollback(ctx, "hello", 1, "a", io.Discard)
+	if dk.ErrorCode(err) != dk.EFAILED {
+		t.Fatalf("rollback err = %v", err)
+	}
+	app, _ = e.db.App(ctx, "hello")
+	if app.Config["GREETING"] != "v2" {
+		t.Errorf("a failed rollback changed the config: %v", app.Config)
+	}
+	if _, body := e.serve(t, "hello"); body != "dk/hello:1111111 v2" {
+		t.Errorf("serving %q", body)
+	}
+	t.Run("ErrNUL", func(t *testing.T) {
+		_, err := e.mgr.SetConfig(ctx, dk.ConfigChange{App: "hello", Set: dk.Config{"A": "x\x00y"}, Restart: true})
+		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func TestReconcilerNeverHoldsTheDeployLock(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.deploy(t, "hello", "1111111aaaa", map[string]string{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			e.mgr.Reconcile(ctx, "hello")
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		l, err := e.mgr.TryLock("hello", "push")
+		if err != nil {
+			t.Fatalf("a reconciler pass made the app busy: %v", err)
+		}
+		// While the lock is held no pass may touch the app: a container of a
+		// newer (not yet current) release must survive.
+		c, _ := e.rt.Start(ctx, dk.ContainerSpec{App: "hello", Release: 99, Process: "web", Index: 1, Image: "x", Port: 5000})
+		e.mgr.Reconcile(ctx, "hello")
+		if _, err := e.rt.Inspect(ctx, c.ID); err != nil {
+			t.Fatalf("reconciler removed a deploy's container: %v", err)
+		}
+		e.rt.Stop(ctx, c.ID, 0)
+		l.Unlock()
+	}
+	<-done
 }

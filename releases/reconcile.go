@@ -86,6 +86,12 @@ func (m *Manager) RecoverInterrupted(ctx context.Context, pending []*dk.Release)
 // ReconcileAll converges every app, and removes containers of apps that no
 // longer exist.
 func (m *Manager) ReconcileAll(ctx context.Context) error {
+	// Containers before apps: an app created after this list cannot lose
+	// containers it starts meanwhile.
+	cs, err := m.Runtime.Containers(ctx, "")
+	if err != nil {
+		return err
+	}
 	apps, err := m.Store.Apps(ctx)
 	if err != nil {
 		return err
@@ -93,20 +99,18 @@ func (m *Manager) ReconcileAll(ctx context.Context) error {
 	known := map[string]bool{}
 	for _, a := range apps {
 		known[a.Name] = true
-		if err := m.Reconcile(ctx, a.Name); err != nil {
-			m.logger().Warn("reconcile", "app", a.Name, "err", err)
-		}
-	}
-	cs, err := m.Runtime.Containers(ctx, "")
-	if err != nil {
-		return err
 	}
 	for _, c := range cs {
-		if !known[c.App] {
+		if !known[c.App] && !m.locked(c.App) {
 			m.logger().Info("removing container of unknown app", "app", c.App, "container", c.ID)
 			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
 				m.logger().Warn("stop orphan", "container", c.ID, "err", err)
 			}
+		}
+	}
+	for _, a := range apps {
+		if err := m.Reconcile(ctx, a.Name); err != nil {
+			m.logger().Warn("reconcile", "app", a.Name, "err", err)
 		}
 	}
 	m.syncRoutes(ctx)
@@ -116,18 +120,12 @@ func (m *Manager) ReconcileAll(ctx context.Context) error {
 // Reconcile converges one app's containers to its latest successful release
 // and formation. It skips apps whose lock is held: the holder converges them.
 func (m *Manager) Reconcile(ctx context.Context, appName string) error {
-	lock, err := m.TryLock(appName, "reconciler")
-	if err != nil {
-		return nil // a deploy is running; it converges the app itself
+	pass := m.pass(appName)
+	pass.Lock()
+	defer pass.Unlock()
+	if m.locked(appName) {
+		return nil // a deploy (or config change, rollback …) converges the app itself
 	}
-	defer func() {
-		// Unlock without re-triggering ourselves.
-		m.mu.Lock()
-		if m.locks[appName] == lock {
-			delete(m.locks, appName)
-		}
-		m.mu.Unlock()
-	}()
 	app, err := m.Store.App(ctx, appName)
 	if err != nil {
 		if dk.ErrorCode(err) == dk.ENOTFOUND {
@@ -166,7 +164,7 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) error {
 			}
 			continue
 		}
-		if c.State == "exited" || c.State == "dead" {
+		if c.State == "exited" || c.State == "dead" || c.State == "created" {
 			// Docker's restart policy gave up (or it was stopped behind dk's
 			// back): replace it.
 			log.Info("replacing stopped container", "container", c.ID, "process", c.Process, "index", c.Index, "state", c.State)
@@ -215,6 +213,8 @@ func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) 
 	if m.Router == nil {
 		return
 	}
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
 	apps, err := m.Store.Apps(ctx)
 	if err != nil {
 		m.logger().Warn("sync routes", "err", err)
@@ -235,7 +235,7 @@ func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) 
 		var addrs []string
 		for _, c := range cs {
 			if cur != nil && c.App == a.Name && c.Release == cur.Version && c.Process == "web" &&
-				c.State == "running" && c.Addr != "" && !except[c.ID] {
+				c.State == "running" && c.Addr != "" && !except[c.ID] && !m.draining[c.ID] {
 				addrs = append(addrs, c.Addr)
 			}
 		}
@@ -243,4 +243,24 @@ func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) 
 		routes[a.Name] = addrs
 	}
 	m.Router.SetRoutes(routes)
+}
+
+// drain keeps containers out of every route table until undrain.
+func (m *Manager) drain(cs []dk.Container) {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	if m.draining == nil {
+		m.draining = map[string]bool{}
+	}
+	for _, c := range cs {
+		m.draining[c.ID] = true
+	}
+}
+
+func (m *Manager) undrain(cs []dk.Container) {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	for _, c := range cs {
+		delete(m.draining, c.ID)
+	}
 }

@@ -142,7 +142,11 @@ func (c *call) parse(cmd *command, words []string) error {
 			c.args = append(c.args, w)
 			continue
 		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(w, "-"), "=")
+		flag := strings.TrimPrefix(w, "-")
+		if strings.HasPrefix(flag, "-") {
+			flag = flag[1:]
+		}
+		name, val, hasVal := strings.Cut(flag, "=")
 		takes, ok := cmd.flags[name]
 		if !ok {
 			return usage("unknown flag %s", w)

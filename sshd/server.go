@@ -153,6 +153,22 @@ func (s *Server) handle(sess ssh.Session) {
 	}
 	log := s.logger().With("key", key.Name, "remote", sess.RemoteAddr().String())
 	raw := sess.RawCommand()
+	// Keepalives keep quiet sessions (logs -t, a long silent build step)
+	// inside the idle timeout, and notice dead clients.
+	go func() {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := sess.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+					return
+				}
+			}
+		}
+	}()
 	start := time.Now()
 	code := s.run(ctx, sess, key, raw, log)
 	log.Info("ssh command", "cmd", commandName(raw), "exit", code, "duration", time.Since(start).Round(time.Millisecond))

@@ -67,6 +67,8 @@ func TestScripts(t *testing.T) {
 			"waithttp":   cmdWaitHTTP,
 			"docker":     cmdDocker,
 			"waitlocked": cmdWaitLocked,
+			"followhttp": cmdFollowHTTP,
+			"droppush":   cmdDropPush,
 		},
 	})
 }
@@ -321,15 +323,70 @@ func cmdWaitLocked(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: waitlocked APP")
 	}
+	if !waitLock(ts, args[0], true) {
+		ts.Fatalf("%s was never locked", args[0])
+	}
+}
+
+// waitLock polls apps:info until APP's lock is held (or free), for 60s.
+func waitLock(ts *testscript.TestScript, app string, held bool) bool {
 	sshArgs := strings.Fields(sshCommand(filepath.Join(ts.Getenv("HOME"), ".ssh"), "admin"))[1:]
-	sshArgs = append(sshArgs, "-p", ts.Getenv("SSH_PORT"), "dk@127.0.0.1", "apps:info", args[0], "--json")
+	sshArgs = append(sshArgs, "-p", ts.Getenv("SSH_PORT"), "dk@127.0.0.1", "apps:info", app, "--json")
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		out, _ := exec.Command("ssh", sshArgs...).Output()
-		if strings.Contains(string(out), `"lock"`) {
-			return
+		out, err := exec.Command("ssh", sshArgs...).CombinedOutput()
+		if err == nil && strings.Contains(string(out), `"lock"`) == held {
+			return true
+		}
+		if !held && strings.Contains(string(out), "not found") {
+			return true // the app is gone, and its lock with it
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	ts.Fatalf("%s was never locked", args[0])
+	return false
+}
+
+// droppush APP GITARGS…: run git GITARGS (a push to APP) in its own process
+// group, wait until APP is locked (its deploy started), then kill the whole
+// group, as a dropped connection would; APP's lock must then clear.
+func cmdDropPush(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: droppush APP GITARGS…")
+	}
+	cmd := exec.Command("git", args[1:]...)
+	cmd.Dir = ts.MkAbs(".")
+	env := []string{}
+	for _, k := range []string{"HOME", "PATH", "GIT_SSH_COMMAND"} {
+		env = append(env, k+"="+ts.Getenv(k))
+	}
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ts.Check(cmd.Start())
+	if !waitLock(ts, args[0], true) {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		ts.Fatalf("%s was never locked", args[0])
+	}
+	ts.Check(syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL))
+	cmd.Wait()
+	if !waitLock(ts, args[0], false) {
+		ts.Fatalf("%s stayed locked after the push was dropped: its build was not cancelled", args[0])
+	}
+}
+
+// followhttp FILE HOST PATH: request PATH through the router until FILE
+// (a follower's output) mentions it, for up to 60s.
+func cmdFollowHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: followhttp FILE HOST PATH")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		get(ts.Getenv("HTTP_ADDR"), args[1], args[2])
+		if b, _ := os.ReadFile(ts.MkAbs(args[0])); strings.Contains(string(b), args[2]) {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Fatalf("%s never showed %s; it has:\n%s", args[0], args[2], b)
 }

@@ -283,7 +283,7 @@ func (p *pushes) ReceivePack(ctx context.Context, app string, key *dk.Key, in io
 	}
 	defer lock.Unlock()
 	start := time.Now()
-	created := false
+	created, deployed := false, false
 	err = p.git.ReceivePack(ctx, app, in, out, func(ctx context.Context, push *gitreceive.Push) error {
 		if !exists {
 			// An admin's first push creates the app, once the push is accepted.
@@ -299,15 +299,16 @@ func (p *pushes) ReceivePack(ctx context.Context, app string, key *dk.Key, in io
 		})
 		if err != nil {
 			fmt.Fprintf(push.Progress, " !     %s\n", dk.ErrorMessage(err))
+			return err
 		}
-		return err
+		deployed = true
+		return nil
 	})
-	if err != nil && !exists {
+	if err != nil && !exists && !deployed {
 		// A refused first push leaves nothing behind: no app, no repository.
 		cleanup := context.WithoutCancel(ctx)
 		if created {
-			lock.Unlock()
-			if derr := p.mgr.DestroyApp(cleanup, app, "failed first push"); derr != nil && dk.ErrorCode(derr) != dk.ENOTFOUND {
+			if derr := p.mgr.DestroyLocked(cleanup, app); derr != nil && dk.ErrorCode(derr) != dk.ENOTFOUND {
 				return err
 			}
 		}

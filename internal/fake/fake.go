@@ -28,6 +28,7 @@ type Runtime struct {
 
 	mu         sync.Mutex
 	seq        int
+	tags       map[string]string // tag → the reference it was made from
 	containers map[string]*container
 	// RemovedImages records RemoveImage calls.
 	RemovedImages []string
@@ -50,15 +51,16 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 		r.containers = map[string]*container{}
 	}
 	r.seq++
+	image := r.resolve(spec.Image)
 	c := &container{env: spec.Env, c: dk.Container{
 		ID: fmt.Sprintf("c%04d", r.seq), App: spec.App, Release: spec.Release, Process: spec.Process,
 		Index: spec.Index, State: "running", StartedAt: time.Now(),
 	}}
 	switch {
-	case r.Crash[spec.Image]:
+	case r.Crash[image]:
 		c.c.State = "exited"
-		c.logs = append(c.logs, "boom: "+spec.Image+" crashed")
-	case r.Deaf[spec.Image]:
+		c.logs = append(c.logs, "boom: "+image+" crashed")
+	case r.Deaf[image]:
 		c.c.Addr = "127.0.0.1:1" // nothing listens there
 		c.logs = append(c.logs, "listening somewhere else")
 	case spec.Port > 0:
@@ -66,7 +68,7 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 		if err != nil {
 			return dk.Container{}, err
 		}
-		body := spec.Image + " " + spec.Env["GREETING"]
+		body := image + " " + spec.Env["GREETING"]
 		c.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })}
 		go c.srv.Serve(ln)
 		c.c.Addr = ln.Addr().String()
@@ -165,6 +167,29 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
 	defer r.mu.Unlock()
 	r.RemovedImages = append(r.RemovedImages, ref)
 	return nil
+}
+
+// TagImage implements dk.Runtime: the tag names the image its source names.
+func (r *Runtime) TagImage(ctx context.Context, src, dst string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tags == nil {
+		r.tags = map[string]string{}
+	}
+	r.tags[dst] = r.resolve(src)
+	return nil
+}
+
+// resolve follows tags to the built image's reference. Callers hold mu.
+func (r *Runtime) resolve(ref string) string {
+	for i := 0; i < 100; i++ {
+		src, ok := r.tags[ref]
+		if !ok {
+			break
+		}
+		ref = src
+	}
+	return ref
 }
 
 // Close stops every server.
