@@ -46,7 +46,15 @@ type call struct {
 
 func (c *call) has(flag string) bool { _, ok := c.flags[flag]; return ok }
 
+// commands is the command table: the core commands below, then each
+// feature's own (defined in its own file).
 func (s *Server) commands() []*command {
+	cmds := coreCommands()
+	cmds = append(cmds, s.featureCommands()...)
+	return cmds
+}
+
+func coreCommands() []*command {
 	return []*command{
 		{name: "help", help: "show this help", max: -1, run: cmdHelp},
 		{name: "version", help: "show dk's version", run: func(c *call) error {

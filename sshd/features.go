@@ -1,0 +1,8 @@
+package sshd
+
+// featureCommands lists the commands of optional features, each defined in
+// its own file (add one append per feature).
+func (s *Server) featureCommands() []*command {
+	var cmds []*command
+	return cmds
+}
