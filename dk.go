@@ -72,6 +72,76 @@ type App struct {
 	Config Config `json:"config,omitempty"`
 	// Formation is how many containers each process type runs.
 	Formation Formation `json:"formation,omitempty"`
+	// ProcessConfig overrides Config for one process type.
+	ProcessConfig map[string]Config `json:"process_config,omitempty"`
+	// Checks is the health check set with checks:set (over the repo's app.json).
+	Checks *HealthCheck `json:"checks,omitempty"`
+}
+
+// HealthCheck says when a new web process counts as healthy.
+type HealthCheck struct {
+	// Path is an HTTP path that must answer 2xx/3xx; "" means the process
+	// only has to accept TCP connections on PORT.
+	Path string `json:"path,omitempty"`
+	// Timeout bounds the whole wait: not healthy by then, the deploy fails.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Interval is the time between attempts.
+	Interval time.Duration `json:"interval,omitempty"`
+	// Attempts, when set, fails the deploy after that many failed attempts.
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// Health check defaults.
+const (
+	DefaultCheckTimeout  = 60 * time.Second
+	DefaultCheckInterval = 100 * time.Millisecond
+)
+
+// WithDefaults fills unset fields; timeout defaults to boot when given.
+func (h HealthCheck) WithDefaults(boot time.Duration) HealthCheck {
+	if h.Timeout <= 0 {
+		h.Timeout = boot
+		if h.Timeout <= 0 {
+			h.Timeout = DefaultCheckTimeout
+		}
+	}
+	if h.Interval <= 0 {
+		h.Interval = DefaultCheckInterval
+	}
+	return h
+}
+
+// Overlay returns h with the set fields of o over it.
+func (h HealthCheck) Overlay(o *HealthCheck) HealthCheck {
+	if o == nil {
+		return h
+	}
+	if o.Path != "" {
+		h.Path = o.Path
+	}
+	if o.Timeout > 0 {
+		h.Timeout = o.Timeout
+	}
+	if o.Interval > 0 {
+		h.Interval = o.Interval
+	}
+	if o.Attempts > 0 {
+		h.Attempts = o.Attempts
+	}
+	return h
+}
+
+// String renders the check for humans.
+func (h HealthCheck) String() string {
+	what := "TCP connect to $PORT"
+	if h.Path != "" {
+		what = "HTTP GET " + h.Path + " answers 2xx/3xx"
+	}
+	s := what + ", every " + h.Interval.String() + ", within " + h.Timeout.String()
+	if h.Attempts > 0 {
+		s += ", at most " + strconv.Itoa(h.Attempts) + " attempts"
+	}
+	return s
 }
 
 // Formation maps a process type to its container count.
@@ -141,14 +211,23 @@ type Release struct {
 	Description string    `json:"description"`
 	Image       string    `json:"image"`
 	Commit      string    `json:"commit,omitempty"`
-	Config      Config    `json:"config"`    // app layer snapshot (global is applied at run time snapshot too)
+	Config      Config    `json:"config"`    // app layer snapshot
 	Global      Config    `json:"global"`    // global layer snapshot
 	Processes   Processes `json:"processes"` // process type → command ("" = the image's CMD)
+	// ProcessConfig is the per-process-type config layer snapshot.
+	ProcessConfig map[string]Config `json:"process_config,omitempty"`
+	// Checks is the effective health check of the web process.
+	Checks HealthCheck `json:"checks"`
+	// ImagePruned is set when the release's image was removed to save disk.
+	ImagePruned bool      `json:"image_pruned,omitempty"`
 	Status      string    `json:"status"`
 	Error       string    `json:"error,omitempty"`
 	Author      string    `json:"author,omitempty"` // name of the key that made it
 	CreatedAt   time.Time `json:"created_at"`
 	Timings     []Timing  `json:"timings,omitempty"`
+	// Build is the number of the build (push) that made this release, 0 for
+	// config changes and rollbacks; its log is kept by the store.
+	Build int `json:"build,omitempty"`
 }
 
 // Timing is how long one stage of a deploy took.
@@ -162,7 +241,7 @@ func (r *Release) Name() string { return "v" + strconv.Itoa(r.Version) }
 
 // Env returns the environment for a process of this release.
 func (r *Release) Env(proc string, index int) Config {
-	env := Merge(r.Global, r.Config)
+	env := Merge(r.Global, r.Config, r.ProcessConfig[proc])
 	if proc == "web" {
 		env["PORT"] = strconv.Itoa(r.Port())
 	}
@@ -190,11 +269,15 @@ const DefaultPort = 5000
 // Processes maps process type to command.
 type Processes map[string]string
 
-// Types returns the process types, web first then sorted.
+// ReleasePhase is the Procfile entry that runs once per release, before
+// any process switches; it is not a long-running process type.
+const ReleasePhase = "release"
+
+// Types returns the long-running process types, web first then sorted.
 func (p Processes) Types() []string {
 	var out []string
 	for k := range p {
-		if k != "web" {
+		if k != "web" && k != ReleasePhase {
 			out = append(out, k)
 		}
 	}
@@ -239,6 +322,8 @@ type ContainerSpec struct {
 	Command string // shell command; "" means the image's CMD
 	Env     Config
 	Port    int // port the process listens on (web), 0 for none
+	// OneOff runs the process once (no restart policy), e.g. the release phase.
+	OneOff bool
 }
 
 // Store keeps dk's state.
@@ -302,6 +387,8 @@ type Runtime interface {
 	RemoveImage(ctx context.Context, ref string) error
 	// TagImage gives the image src the extra reference dst.
 	TagImage(ctx context.Context, src, dst string) error
+	// Wait waits until a container exits and returns its exit code.
+	Wait(ctx context.Context, id string) (int, error)
 }
 
 // LogWriter receives log lines with their timestamps.
@@ -311,6 +398,9 @@ type LogWriter func(ts time.Time, line string)
 type Router interface {
 	// SetRoutes replaces the whole route table: app name → backend addrs.
 	SetRoutes(routes map[string][]string)
+	// Drain waits until no request is in flight to addrs (already out of
+	// the table), or ctx ends.
+	Drain(ctx context.Context, addrs []string) error
 }
 
 // BuildPlan is how an app's source becomes an image.
@@ -331,6 +421,7 @@ type Detector interface {
 // global layer.
 type ConfigChange struct {
 	App     string
+	Process string // when set, the change is to that process type's layer
 	Set     Config
 	Unset   []string
 	Restart bool // make a release and roll it out (false: --no-restart)

@@ -210,7 +210,7 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 	useInit := true // docker-init as PID 1: forwards SIGTERM, reaps zombies
 	host := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(r.instance),
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		RestartPolicy: restartPolicy(spec.OneOff),
 		LogConfig: container.LogConfig{
 			Type:   "json-file",
 			Config: map[string]string{"max-size": logMaxSize, "max-file": logMaxFiles},
@@ -440,6 +440,31 @@ func (r *Runtime) RemoveAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func restartPolicy(oneOff bool) container.RestartPolicy {
+	if oneOff {
+		return container.RestartPolicy{Name: container.RestartPolicyDisabled}
+	}
+	return container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
+}
+
+// Wait waits until one of this instance's containers exits and returns its
+// exit code.
+func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
+	if _, err := r.inspect(ctx, id); err != nil {
+		return 0, err
+	}
+	okc, errc := r.docker.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case res := <-okc:
+		if res.Error != nil && res.Error.Message != "" {
+			return int(res.StatusCode), fmt.Errorf("wait for %s: %s", shortID(id), res.Error.Message)
+		}
+		return int(res.StatusCode), nil
+	case err := <-errc:
+		return 0, fmt.Errorf("wait for %s: %w", shortID(id), err)
+	}
 }
 
 // TagImage gives the image src the extra reference dst.

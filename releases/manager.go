@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -41,6 +40,14 @@ type Manager struct {
 	BootTimeout time.Duration
 	// StopGrace is the time between SIGTERM and SIGKILL for old containers.
 	StopGrace time.Duration
+	// DrainTimeout bounds how long old containers get to finish in-flight
+	// requests after the switch.
+	DrainTimeout time.Duration
+	// KeepReleases is how many successful releases keep their images
+	// (default 5); older images are pruned.
+	KeepReleases int
+	// PruneCache, when set, trims the build cache after deploys.
+	PruneCache func(ctx context.Context) error
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 
@@ -291,6 +298,10 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 	if _, ok := procs["web"]; !ok {
 		procs["web"] = "" // the image's CMD
 	}
+	checks, err := readAppJSON(req.Dir)
+	if err != nil {
+		return nil, err
+	}
 	short := shortSHA(req.Commit)
 	out.Step("Building %s from %s (%s)", req.App, plan.Buildpack, plan.Reason)
 	t0 := m.now()
@@ -318,7 +329,8 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 	}
 	rel := &dk.Release{
 		App: req.App, Image: image, Commit: req.Commit, Config: app.Config.Clone(), Global: global,
-		Processes: procs, Description: "Deploy " + short, Author: req.Author,
+		ProcessConfig: cloneProcessConfig(app.ProcessConfig), Processes: procs, Checks: checks,
+		Description: "Deploy " + short, Author: req.Author,
 	}
 	return m.release(ctx, app, rel, out, start, timings)
 }
@@ -347,7 +359,11 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 	timings = append(timings, dk.Timing{Stage: "release", Duration: m.now().Sub(t0)})
 	log := m.logger().With("app", rel.App, "release", rel.Version)
 
-	stages, err := m.rollout(ctx, app, rel, out)
+	old, err := m.Runtime.Containers(ctx, rel.App)
+	if err != nil {
+		return nil, err
+	}
+	stages, err := m.rollout(ctx, app, rel, old, out, true)
 	timings = append(timings, stages...)
 	rel.Timings = timings
 	if err != nil {
@@ -376,150 +392,6 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 	return rel, nil
 }
 
-// rollout starts rel's processes, waits for web to listen, switches the
-// router and stops every container of older releases. On failure the new
-// containers are removed and the old ones keep serving.
-func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, out *progress) ([]dk.Timing, error) {
-	var timings []dk.Timing
-	t0 := m.now()
-	var started []dk.Container
-	fail := func(err error) ([]dk.Timing, error) {
-		for _, c := range started {
-			if serr := m.Runtime.Stop(context.WithoutCancel(ctx), c.ID, time.Second); serr != nil {
-				m.logger().Warn("remove failed container", "container", c.ID, "err", serr)
-			}
-		}
-		return timings, err
-	}
-	for _, proc := range rel.Processes.Types() {
-		n := app.Formation.Scale(proc)
-		for i := 1; i <= n; i++ {
-			port := 0
-			if proc == "web" {
-				port = rel.Port()
-			}
-			out.Printf("       starting %s.%d", proc, i)
-			c, err := m.Runtime.Start(ctx, dk.ContainerSpec{
-				App: rel.App, Release: rel.Version, Process: proc, Index: i, Image: rel.Image,
-				Command: rel.Processes[proc], Env: rel.Env(proc, i), Port: port,
-			})
-			if err != nil {
-				return fail(dk.Errorf(dk.EFAILED, "start %s.%d: %s", proc, i, dk.ErrorMessage(err)))
-			}
-			started = append(started, c)
-		}
-	}
-	for _, c := range started {
-		if c.Process != "web" {
-			continue
-		}
-		out.Printf("       waiting for %s.%d to listen on port %d", c.Process, c.Index, rel.Port())
-		if err := m.waitReady(ctx, c, out); err != nil {
-			return fail(err)
-		}
-	}
-	timings = append(timings, dk.Timing{Stage: "start", Duration: m.now().Sub(t0)})
-
-	// Switch: the release becomes current, the router gets the new table.
-	t1 := m.now()
-	rel.Status = dk.ReleaseSucceeded
-	if err := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); err != nil {
-		return fail(err)
-	}
-	m.syncRoutes(context.WithoutCancel(ctx))
-	timings = append(timings, dk.Timing{Stage: "switch", Duration: m.now().Sub(t1)})
-
-	t2 := m.now()
-	if err := m.stopOthers(context.WithoutCancel(ctx), rel); err != nil {
-		m.logger().Warn("stop old containers", "app", rel.App, "err", err)
-	}
-	timings = append(timings, dk.Timing{Stage: "stop old", Duration: m.now().Sub(t2)})
-	return timings, nil
-}
-
-// waitReady waits until c accepts TCP connections, failing early with the
-// container's last log lines when it exits.
-func (m *Manager) waitReady(ctx context.Context, c dk.Container, out *progress) error {
-	ctx, cancel := context.WithTimeout(ctx, m.bootTimeout())
-	defer cancel()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	addr := c.Addr
-	for n := 0; ; n++ {
-		if addr != "" {
-			d := net.Dialer{Timeout: time.Second}
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err == nil {
-				conn.Close()
-				return nil
-			}
-		}
-		// Ask the engine (slower than a dial) every 4th tick whether it exited.
-		if n%4 == 0 || addr == "" {
-			cur, err := m.Runtime.Inspect(ctx, c.ID)
-			if err == nil && cur.Addr != "" {
-				addr = cur.Addr
-			}
-			// Docker restarts a crashing process at once: a restart means it exited.
-			if err == nil && (cur.Restarts > 0 || cur.State != "running" && cur.State != "created") {
-				m.showLogs(c, out)
-				return dk.Errorf(dk.EFAILED, "%s.%d exited before listening on port %s (exit code %d); see its output above",
-					c.Process, c.Index, portOf(addr), cur.ExitCode)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			if ctx.Err() == context.DeadlineExceeded {
-				m.showLogs(c, out)
-				return dk.Errorf(dk.EFAILED, "%s.%d did not listen on port %s within %s: the app must listen on $PORT",
-					c.Process, c.Index, portOf(addr), m.bootTimeout())
-			}
-			return dk.Errorf(dk.EFAILED, "deploy cancelled: %v", context.Cause(ctx))
-		case <-tick.C:
-		}
-	}
-}
-
-func portOf(addr string) string {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "?"
-	}
-	return port
-}
-
-func (m *Manager) showLogs(c dk.Container, out *progress) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out.Warn("last output of %s.%d:", c.Process, c.Index)
-	_ = m.Runtime.Logs(ctx, c.ID, 20, false, func(ts time.Time, line string) {
-		out.Printf("       %s", line)
-	})
-}
-
-// stopOthers stops every container of rel's app that belongs to another release.
-func (m *Manager) stopOthers(ctx context.Context, rel *dk.Release) error {
-	cs, err := m.Runtime.Containers(ctx, rel.App)
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	for _, c := range cs {
-		if c.Release == rel.Version {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
-				m.logger().Warn("stop container", "app", c.App, "container", c.ID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
 // SetConfig changes an app's config and, with Restart, releases it.
 // With no release yet (or Restart false) it only stores the config, which
 // the next release picks up.
@@ -539,31 +411,61 @@ func (m *Manager) SetConfig(ctx context.Context, ch dk.ConfigChange) (*dk.Releas
 	if err != nil {
 		return nil, err
 	}
-	cfg := app.Config.Clone()
+	if ch.Process != "" {
+		if err := dk.ValidateProcessType(ch.Process); err != nil {
+			return nil, err
+		}
+	}
+	// Work on copies: the change is stored only once a release with it
+	// serves, so a failed restart changes nothing.
+	next := *app
+	next.Config = app.Config.Clone()
+	next.ProcessConfig = cloneProcessConfig(app.ProcessConfig)
+	layer := next.Config
+	if ch.Process != "" {
+		if next.ProcessConfig == nil {
+			next.ProcessConfig = map[string]dk.Config{}
+		}
+		if next.ProcessConfig[ch.Process] == nil {
+			next.ProcessConfig[ch.Process] = dk.Config{}
+		}
+		layer = next.ProcessConfig[ch.Process]
+	}
 	for k, v := range ch.Set {
-		cfg[k] = v
+		layer[k] = v
 	}
 	for _, k := range ch.Unset {
-		delete(cfg, k)
+		delete(layer, k)
+	}
+	if ch.Process != "" && len(layer) == 0 {
+		delete(next.ProcessConfig, ch.Process)
+	}
+	desc := describeChange(ch.Set, ch.Unset)
+	if ch.Process != "" {
+		desc += " (" + ch.Process + ")"
 	}
 	var rel *dk.Release
 	if ch.Restart {
-		// The new config is stored only once a release with it serves: a
-		// failed restart changes nothing.
-		if rel, err = m.rerelease(ctx, app, cfg, describeChange(ch.Set, ch.Unset), ch.Author, ch.Output); err != nil {
+		if rel, err = m.rerelease(ctx, &next, next.Config, desc, ch.Author, ch.Output); err != nil {
 			return rel, err
 		}
 	}
-	if err := m.saveConfig(ctx, ch.App, cfg); err != nil {
+	if err := m.saveConfig(ctx, ch.App, next.Config, next.ProcessConfig); err != nil {
 		return nil, err
 	}
 	return rel, nil
 }
 
-// saveConfig stores an app's config layer.
-func (m *Manager) saveConfig(ctx context.Context, app string, cfg dk.Config) error {
+// saveConfig stores an app's config layers (processConfig nil: unchanged).
+func (m *Manager) saveConfig(ctx context.Context, app string, cfg dk.Config, processConfig map[string]dk.Config) error {
 	_, err := m.Store.UpdateApp(context.WithoutCancel(ctx), app, func(a *dk.App) error {
 		a.Config = cfg.Clone()
+		if processConfig != nil {
+			a.ProcessConfig = cloneProcessConfig(processConfig)
+			if a.ProcessConfig == nil {
+				a.ProcessConfig = map[string]dk.Config{}
+			}
+		}
 		return nil
 	})
 	return err
@@ -615,7 +517,8 @@ func (m *Manager) rerelease(ctx context.Context, app *dk.App, cfg dk.Config, des
 	}
 	rel := &dk.Release{
 		App: app.Name, Image: cur.Image, Commit: cur.Commit, Config: cfg.Clone(), Global: global,
-		Processes: cur.Processes, Description: desc, Author: author,
+		ProcessConfig: cloneProcessConfig(app.ProcessConfig), Processes: cur.Processes, Checks: cur.Checks,
+		Description: desc, Author: author,
 	}
 	return m.release(ctx, app, rel, newProgress(w), m.now(), nil)
 }
@@ -712,84 +615,29 @@ func (m *Manager) Rollback(ctx context.Context, appName string, version int, aut
 	}
 	rel := &dk.Release{
 		App: appName, Image: target.Image, Commit: target.Commit, Config: target.Config.Clone(), Global: target.Global.Clone(),
-		Processes: target.Processes, Description: "Rollback to " + target.Name(), Author: author,
+		ProcessConfig: cloneProcessConfig(target.ProcessConfig), Processes: target.Processes, Checks: target.Checks,
+		Description: "Rollback to " + target.Name(), Author: author,
 	}
 	if rel, err = m.release(ctx, app, rel, newProgress(w), m.now(), nil); err != nil {
 		return rel, err
 	}
 	// The rollback restores that release's config too, once it serves.
-	return rel, m.saveConfig(ctx, appName, target.Config)
+	pc := cloneProcessConfig(target.ProcessConfig)
+	if pc == nil {
+		pc = map[string]dk.Config{}
+	}
+	return rel, m.saveConfig(ctx, appName, target.Config, pc)
 }
 
-// Restart rolls the app's current release over to fresh containers.
-func (m *Manager) Restart(ctx context.Context, appName, author string, w io.Writer) error {
-	app, err := m.Store.App(ctx, appName)
-	if err != nil {
-		return err
+func cloneProcessConfig(pc map[string]dk.Config) map[string]dk.Config {
+	if len(pc) == 0 {
+		return nil
 	}
-	lock, err := m.TryLock(appName, "restart by "+author)
-	if err != nil {
-		return err
+	out := make(map[string]dk.Config, len(pc))
+	for k, v := range pc {
+		out[k] = v.Clone()
 	}
-	defer lock.Unlock()
-	cur, err := m.Current(ctx, appName)
-	if err != nil {
-		return err
-	}
-	if cur == nil {
-		return dk.Errorf(dk.EINVALID, "%s has no release to restart: deploy it first with git push", appName)
-	}
-	out := newProgress(w)
-	old, err := m.Runtime.Containers(ctx, appName)
-	if err != nil {
-		return err
-	}
-	out.Step("Restarting %s %s", appName, cur.Name())
-	// Start replacements, wait, then stop the old ones (same release number).
-	var fresh []dk.Container
-	for _, proc := range cur.Processes.Types() {
-		for i := 1; i <= app.Formation.Scale(proc); i++ {
-			port := 0
-			if proc == "web" {
-				port = cur.Port()
-			}
-			c, err := m.Runtime.Start(ctx, dk.ContainerSpec{App: appName, Release: cur.Version, Process: proc, Index: i,
-				Image: cur.Image, Command: cur.Processes[proc], Env: cur.Env(proc, i), Port: port})
-			if err != nil {
-				m.stopAll(fresh)
-				return dk.Errorf(dk.EFAILED, "start %s.%d: %s", proc, i, dk.ErrorMessage(err))
-			}
-			fresh = append(fresh, c)
-			if proc == "web" {
-				if err := m.waitReady(ctx, c, out); err != nil {
-					m.stopAll(fresh)
-					return err
-				}
-			}
-		}
-	}
-	// Switch: route only to the fresh containers, then stop the old ones.
-	m.drain(old)
-	m.syncRoutes(context.WithoutCancel(ctx))
-	m.stopAll(old)
-	m.undrain(old)
-	m.syncRoutes(context.WithoutCancel(ctx))
-	out.Step("Restarted %s", appName)
-	return nil
-}
-
-func (m *Manager) stopAll(cs []dk.Container) {
-	var wg sync.WaitGroup
-	for _, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := m.Runtime.Stop(context.Background(), c.ID, m.stopGrace()); err != nil {
-				m.logger().Warn("stop container", "container", c.ID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
+	return out
 }
 
 func shortSHA(commit string) string {

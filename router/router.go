@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -26,6 +27,10 @@ type Proxy struct {
 
 	table atomic.Pointer[table]
 	proxy *httputil.ReverseProxy
+
+	// inflight counts requests in flight per backend address, across
+	// table swaps, so a drain can wait for them.
+	inflight sync.Map // addr → *atomic.Int64
 }
 
 type table struct {
@@ -124,9 +129,89 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusServiceUnavailable, "App not running", fmt.Sprintf("%s has no running web process. Check: ssh dk ps %s", app, app))
 		return
 	}
-	addr := b.addrs[int(b.next.Add(1)-1)%len(b.addrs)]
+	addr, n := p.acquire(app, t, b)
+	if n == nil {
+		page(w, http.StatusServiceUnavailable, "App not running", fmt.Sprintf("%s has no running web process. Check: ssh dk ps %s", app, app))
+		return
+	}
+	defer n.Add(-1)
 	ctx := context.WithValue(r.Context(), targetKey{}, &url.URL{Scheme: "http", Host: addr})
 	p.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// acquire picks a backend and counts the request in flight on it. The count
+// is taken before the table is checked again, so a drain that starts after
+// a swap either sees this request or the request sees the new table.
+func (p *Proxy) acquire(app string, t *table, b *backends) (string, *atomic.Int64) {
+	for i := 0; i < 8; i++ {
+		addr := b.addrs[int(b.next.Add(1)-1)%len(b.addrs)]
+		n := p.counter(addr)
+		n.Add(1)
+		cur := p.table.Load()
+		if cur == t {
+			return addr, n
+		}
+		n.Add(-1)
+		// The table changed meanwhile: pick again from the new one.
+		t = cur
+		if b = t.apps[app]; b == nil || len(b.addrs) == 0 {
+			return "", nil
+		}
+	}
+	return "", nil
+}
+
+func (p *Proxy) counter(addr string) *atomic.Int64 {
+	if n, ok := p.inflight.Load(addr); ok {
+		return n.(*atomic.Int64)
+	}
+	n, _ := p.inflight.LoadOrStore(addr, new(atomic.Int64))
+	return n.(*atomic.Int64)
+}
+
+// Inflight is the number of requests in flight to addr.
+func (p *Proxy) Inflight(addr string) int64 { return p.counter(addr).Load() }
+
+// Drain waits until no request is in flight to any of addrs (which must
+// already be out of the route table), or until ctx ends. It polls: drains
+// are rare and short.
+func (p *Proxy) Drain(ctx context.Context, addrs []string) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy := false
+		for _, a := range addrs {
+			if p.counter(a).Load() > 0 {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			for _, a := range addrs {
+				if p.counter(a).Load() == 0 && !p.routed(a) {
+					p.inflight.Delete(a)
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// routed reports whether the current table sends traffic to addr.
+func (p *Proxy) routed(addr string) bool {
+	for _, b := range p.table.Load().apps {
+		for _, a := range b.addrs {
+			if a == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func page(w http.ResponseWriter, status int, title, msg string) {

@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,4 +84,52 @@ func TestProxy(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestDrain(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+		io.WriteString(w, "slow done")
+	}))
+	defer slow.Close()
+	u, _ := url.Parse(slow.URL)
+	old := u.Host
+	fresh := backend(t, "fresh")
+	p := router.New("localhost", nil)
+	p.SetRoutes(map[string][]string{"app": {old}})
+
+	done := make(chan string)
+	go func() { _, body := get(t, p, "app.localhost"); done <- body }()
+	<-started
+	if p.Inflight(old) != 1 {
+		t.Fatalf("inflight = %d", p.Inflight(old))
+	}
+	p.SetRoutes(map[string][]string{"app": {fresh}})
+	// New requests go to the fresh backend while the old one drains.
+	if _, body := get(t, p, "app.localhost"); !strings.HasPrefix(body, "fresh") {
+		t.Errorf("after swap got %q", body)
+	}
+	drained := make(chan error)
+	go func() { drained <- p.Drain(context.Background(), []string{old}) }()
+	select {
+	case <-drained:
+		t.Fatal("drain returned with a request in flight")
+	default:
+	}
+	close(release)
+	if body := <-done; body != "slow done" {
+		t.Errorf("in-flight request got %q", body)
+	}
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	// A drain bounded by its context.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Drain(ctx, []string{old}); err != nil {
+		t.Errorf("drain of an idle backend: %v", err)
+	}
 }

@@ -57,6 +57,14 @@ func (r *Runtime) Start(ctx context.Context, spec dk.ContainerSpec) (dk.Containe
 		Index: spec.Index, State: "running", StartedAt: time.Now(),
 	}}
 	switch {
+	case spec.OneOff:
+		// A one-off "runs" its command: it fails when the command says fail.
+		c.c.State = "exited"
+		c.logs = append(c.logs, "running: "+spec.Command)
+		if strings.Contains(spec.Command, "fail") {
+			c.c.ExitCode = 1
+			c.logs = append(c.logs, "migration failed")
+		}
 	case r.Crash[image]:
 		c.c.State = "exited"
 		c.logs = append(c.logs, "boom: "+image+" crashed")
@@ -167,6 +175,21 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
 	defer r.mu.Unlock()
 	r.RemovedImages = append(r.RemovedImages, ref)
 	return nil
+}
+
+// Wait implements dk.Runtime: one-offs have exited already; others until ctx ends.
+func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
+	r.mu.Lock()
+	c, ok := r.containers[id]
+	r.mu.Unlock()
+	if !ok {
+		return 0, dk.Errorf(dk.ENOTFOUND, "container %s not found", id)
+	}
+	if c.c.State == "exited" {
+		return c.c.ExitCode, nil
+	}
+	<-ctx.Done()
+	return 0, ctx.Err()
 }
 
 // TagImage implements dk.Runtime: the tag names the image its source names.
