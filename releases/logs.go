@@ -22,6 +22,9 @@ type LogLine struct {
 
 // String renders the line as "<RFC3339Nano UTC> app[web.1]: text".
 func (l LogLine) String() string {
+	if l.Process == "dk" {
+		return fmt.Sprintf("%s %s[dk]: %s", l.Time.UTC().Format("2006-01-02T15:04:05.000000Z"), l.App, l.Text)
+	}
 	return fmt.Sprintf("%s %s[%s.%d]: %s", l.Time.UTC().Format("2006-01-02T15:04:05.000000Z"), l.App, l.Process, l.Index, l.Text)
 }
 
@@ -43,6 +46,7 @@ func (m *Manager) Logs(ctx context.Context, appName string, tail int, follow boo
 			lines = append(lines, LogLine{Time: ts, App: appName, Process: c.Process, Index: c.Index, Text: text})
 		})
 	}
+	lines = append(lines, m.eventHistory(appName)...)
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })
 	if tail >= 0 && len(lines) > tail {
 		lines = lines[len(lines)-tail:]
@@ -64,12 +68,28 @@ func (m *Manager) Logs(ctx context.Context, appName string, tail int, follow boo
 	}
 	// Follow: a streamer per container, new containers picked up as they appear.
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	since := time.Now()
-	var fmu sync.Mutex
-	followed := map[string]bool{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel(nil)
+	since := time.Now()
+	evs, unsubscribe := m.subscribe(appName)
+	defer unsubscribe()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case l := <-evs:
+				if err := emit(l); err != nil {
+					cancel(err)
+				}
+			}
+		}
+	}()
+	var fmu sync.Mutex
+	followed := map[string]bool{}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -117,10 +137,20 @@ func (m *Manager) Logs(ctx context.Context, appName string, tail int, follow boo
 	}
 }
 
-// Processes lists an app's containers.
+// Processes lists an app's containers, with restart counts and exit codes.
 func (m *Manager) Processes(ctx context.Context, appName string) ([]dk.Container, error) {
 	if _, err := m.Store.App(ctx, appName); err != nil {
 		return nil, err
 	}
-	return m.Runtime.Containers(ctx, appName)
+	cs, err := m.Runtime.Containers(ctx, appName)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cs {
+		if full, err := m.Runtime.Inspect(ctx, c.ID); err == nil {
+			cs[i] = full
+		}
+		cs[i].State = State(cs[i])
+	}
+	return cs, nil
 }

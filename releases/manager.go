@@ -50,6 +50,9 @@ type Manager struct {
 	PruneCache func(ctx context.Context) error
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+	// Observer, when set, is told how deploys, builds and reconciler
+	// passes end (metrics; see observer.go).
+	Observer Observer
 
 	mu    sync.Mutex
 	locks map[string]*Lock
@@ -67,6 +70,11 @@ type Manager struct {
 	// being stopped, which no table may route to.
 	routesMu sync.Mutex
 	draining map[string]bool
+
+	events   events
+	crashMu  sync.Mutex
+	restarts map[string]int // container → restart count last seen
+	gcMu     sync.Mutex
 }
 
 // Lock is an app's deploy lock: one deploy, config change, rollback or
@@ -274,6 +282,8 @@ type DeployRequest struct {
 	Output io.Writer
 	// Timings already spent before the deploy (e.g. receiving the push).
 	Timings []dk.Timing
+	// Build is the push's build number (its log is kept); the release records it.
+	Build int
 }
 
 // Deploy builds req's source and releases it. The caller holds app's lock.
@@ -310,6 +320,8 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 		App: req.App, Dir: req.Dir, Dockerfile: plan.Dockerfile, DockerfileContent: plan.DockerfileContent,
 		Tags: []string{image}, Output: out.Detail(),
 	}); err != nil {
+		m.observeBuild(req.App, m.now().Sub(t0), err)
+		m.observeDeploy(req.App, "deploy", m.now().Sub(start), err)
 		if ctx.Err() != nil {
 			return nil, dk.Errorf(dk.EFAILED, "build cancelled: %v", context.Cause(ctx))
 		}
@@ -323,6 +335,7 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 		return nil, dk.Errorf(dk.EFAILED, "%s", msg)
 	}
 	timings = append(timings, dk.Timing{Stage: "build", Duration: m.now().Sub(t0)})
+	m.observeBuild(req.App, m.now().Sub(t0), nil)
 	global, err := m.Store.GlobalConfig(ctx)
 	if err != nil {
 		return nil, err
@@ -330,13 +343,14 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 	rel := &dk.Release{
 		App: req.App, Image: image, Commit: req.Commit, Config: app.Config.Clone(), Global: global,
 		ProcessConfig: cloneProcessConfig(app.ProcessConfig), Processes: procs, Checks: checks,
-		Description: "Deploy " + short, Author: req.Author,
+		Description: "Deploy " + short, Author: req.Author, Build: req.Build,
 	}
 	return m.release(ctx, app, rel, out, start, timings)
 }
 
 // release stores rel as pending, rolls it out, and marks it succeeded or failed.
-func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out *progress, start time.Time, timings []dk.Timing) (*dk.Release, error) {
+func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out *progress, start time.Time, timings []dk.Timing) (_ *dk.Release, err error) {
+	defer func() { m.observeDeploy(rel.App, releaseKind(rel), m.now().Sub(start), err) }()
 	t0 := m.now()
 	rel.Status = dk.ReleasePending
 	rel.CreatedAt = m.now().UTC()
@@ -369,6 +383,7 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 	if err != nil {
 		log.Warn("release failed", "err", err)
 		err = dk.Errorf(dk.ErrorCode(err), "deploy failed: %s", dk.ErrorMessage(err))
+		m.event(rel.App, "%s (%s) failed: %s", rel.Name(), rel.Description, dk.ErrorMessage(err))
 		rel.Status = dk.ReleaseFailed
 		rel.Error = dk.ErrorMessage(err)
 		// A cancelled push still records the outcome.
@@ -386,6 +401,8 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 		return rel, err
 	}
 	log.Info("released", "description", rel.Description)
+	m.event(rel.App, "Released %s (%s) by %s", rel.Name(), rel.Description, rel.Author)
+	m.gc(context.WithoutCancel(ctx), rel.App)
 	out.Timings(timings)
 	out.Step("Done in %s: %s", m.now().Sub(start).Round(100*time.Millisecond), rel.Name())
 	out.Printf("       %s", m.url(rel.App))
@@ -594,7 +611,7 @@ func (m *Manager) Rollback(ctx context.Context, appName string, version int, aut
 	var target *dk.Release
 	if version == 0 {
 		for _, r := range rels {
-			if r.Version < cur.Version && r.Status == dk.ReleaseSucceeded {
+			if r.Version < cur.Version && r.Status == dk.ReleaseSucceeded && !r.ImagePruned {
 				target = r
 				break
 			}
@@ -611,6 +628,10 @@ func (m *Manager) Rollback(ctx context.Context, appName string, version int, aut
 		}
 		if target.Image == "" {
 			return nil, dk.Errorf(dk.EINVALID, "v%d has no image to roll back to", version)
+		}
+		if target.ImagePruned {
+			return nil, dk.Errorf(dk.EINVALID, "v%d's image was pruned (only the newest %d releases keep theirs); redeploy its commit instead: git push -f dk %s:main",
+				version, m.keepReleases(), shortSHA(target.Commit))
 		}
 	}
 	rel := &dk.Release{

@@ -2,6 +2,7 @@ package releases
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -75,6 +76,12 @@ func (m *Manager) RecoverInterrupted(ctx context.Context, pending []*dk.Release)
 	for _, r := range pending {
 		r.Status = dk.ReleaseFailed
 		r.Error = "interrupted: dkd stopped during the deploy"
+		// Its own tag goes (the build's stays for the other releases).
+		if r.Image == fmt.Sprintf("%s/%s:%s", m.Instance, r.App, r.Name()) {
+			if err := m.Runtime.RemoveImage(ctx, r.Image); err != nil {
+				m.logger().Warn("remove interrupted release's image tag", "image", r.Image, "err", err)
+			}
+		}
 		if err := m.Store.UpdateRelease(ctx, r); err != nil {
 			m.logger().Error("mark interrupted release failed", "app", r.App, "release", r.Version, "err", err)
 			continue
@@ -119,7 +126,8 @@ func (m *Manager) ReconcileAll(ctx context.Context) error {
 
 // Reconcile converges one app's containers to its latest successful release
 // and formation. It skips apps whose lock is held: the holder converges them.
-func (m *Manager) Reconcile(ctx context.Context, appName string) error {
+func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
+	defer func() { m.observeReconcile(err) }()
 	pass := m.pass(appName)
 	pass.Lock()
 	defer pass.Unlock()
@@ -168,6 +176,7 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) error {
 			// Docker's restart policy gave up (or it was stopped behind dk's
 			// back): replace it.
 			log.Info("replacing stopped container", "container", c.ID, "process", c.Process, "index", c.Index, "state", c.State)
+			m.event(appName, "%s.%d was %s; replacing it", c.Process, c.Index, c.State)
 			if err := m.Runtime.Stop(ctx, c.ID, time.Second); err != nil {
 				log.Warn("remove", "container", c.ID, "err", err)
 			}
@@ -179,6 +188,11 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) error {
 	if cur == nil {
 		return nil
 	}
+	var live []dk.Container
+	for _, cs := range have {
+		live = append(live, cs...)
+	}
+	m.noticeCrashes(ctx, appName, live)
 	for _, proc := range cur.Processes.Types() {
 		for i := 1; i <= app.Formation.Scale(proc); i++ {
 			s := slot{proc, i}

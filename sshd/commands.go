@@ -65,10 +65,10 @@ func coreCommands() []*command {
 		{name: "apps:create", args: "APP", help: "create an app (a first git push also does)", admin: true, min: 1, max: 1, run: cmdAppsCreate},
 		{name: "apps:info", args: "APP", help: "show an app's release, URL and processes", flags: map[string]bool{"json": false}, min: 1, max: 1, run: cmdAppsInfo},
 		{name: "apps:destroy", args: "APP --force", help: "stop and delete an app, its releases and images", admin: true, flags: map[string]bool{"force": false}, min: 1, max: 1, run: cmdAppsDestroy},
-		{name: "config", args: "APP | --global", help: "show config", flags: map[string]bool{"json": false, "global": false}, max: 1, run: cmdConfig},
+		{name: "config", args: "APP [--process TYPE] | --global", help: "show config", flags: map[string]bool{"json": false, "global": false, "process": true}, max: 1, run: cmdConfig},
 		{name: "config:get", args: "APP KEY | --global KEY", help: "print one config value", flags: map[string]bool{"global": false}, min: 1, max: 2, run: cmdConfigGet},
-		{name: "config:set", args: "APP KEY=VALUE… [--no-restart] [--encoded] | --global KEY=VALUE…", help: "set config; makes a new release and restarts", flags: map[string]bool{"no-restart": false, "encoded": false, "global": false}, min: 1, max: -1, run: cmdConfigSet},
-		{name: "config:unset", args: "APP KEY… [--no-restart] | --global KEY…", help: "remove config; makes a new release and restarts", flags: map[string]bool{"no-restart": false, "global": false}, min: 1, max: -1, run: cmdConfigUnset},
+		{name: "config:set", args: "APP KEY=VALUE… [--process TYPE] [--no-restart] [--encoded] | --global KEY=VALUE…", help: "set config; makes a new release and restarts", flags: map[string]bool{"no-restart": false, "encoded": false, "global": false, "process": true}, min: 1, max: -1, run: cmdConfigSet},
+		{name: "config:unset", args: "APP KEY… [--process TYPE] [--no-restart] | --global KEY…", help: "remove config; makes a new release and restarts", flags: map[string]bool{"no-restart": false, "global": false, "process": true}, min: 1, max: -1, run: cmdConfigUnset},
 		{name: "releases", args: "APP", help: "list releases, newest first", flags: map[string]bool{"json": false}, min: 1, max: 1, run: cmdReleases},
 		{name: "releases:info", args: "APP vN", help: "show one release", flags: map[string]bool{"json": false}, min: 2, max: 2, run: cmdReleasesInfo},
 		{name: "rollback", args: "APP [vN]", help: "release an earlier release's image and config again (default: the previous one)", min: 1, max: 2, run: cmdRollback},
@@ -388,6 +388,9 @@ func cmdConfig(c *call) error {
 			return err
 		}
 		cfg = app.Config
+		if p, ok := c.flags["process"]; ok {
+			cfg = app.ProcessConfig[p]
+		}
 	}
 	if cfg == nil {
 		cfg = dk.Config{}
@@ -476,7 +479,7 @@ func cmdConfigSet(c *call) error {
 		}
 		set[k] = v
 	}
-	return c.changeConfig(app, dk.ConfigChange{App: app, Set: set})
+	return c.changeConfig(app, dk.ConfigChange{App: app, Process: c.flags["process"], Set: set})
 }
 
 func cmdConfigUnset(c *call) error {
@@ -492,10 +495,13 @@ func cmdConfigUnset(c *call) error {
 			return err
 		}
 	}
-	return c.changeConfig(app, dk.ConfigChange{App: app, Unset: keys})
+	return c.changeConfig(app, dk.ConfigChange{App: app, Process: c.flags["process"], Unset: keys})
 }
 
 func (c *call) changeConfig(app string, ch dk.ConfigChange) error {
+	if app == "" && ch.Process != "" {
+		return dk.Errorf(dk.EINVALID, "--process and --global do not go together")
+	}
 	ch.Restart = !c.has("no-restart")
 	ch.Author = c.key.Name
 	ch.Output = c.errw
@@ -671,12 +677,14 @@ func cmdRollback(c *call) error {
 }
 
 type psRow struct {
-	Process string    `json:"process"`
-	Index   int       `json:"index"`
-	State   string    `json:"state"`
-	Release int       `json:"release"`
-	Started time.Time `json:"started_at"`
-	ID      string    `json:"id"`
+	Process  string    `json:"process"`
+	Index    int       `json:"index"`
+	State    string    `json:"state"`
+	Release  int       `json:"release"`
+	Started  time.Time `json:"started_at"`
+	Restarts int       `json:"restarts"`
+	ExitCode int       `json:"exit_code"`
+	ID       string    `json:"id"`
 }
 
 func psRows(cs []dk.Container) []psRow {
@@ -686,7 +694,8 @@ func psRows(cs []dk.Container) []psRow {
 		if len(id) > 12 {
 			id = id[:12]
 		}
-		rows = append(rows, psRow{Process: c.Process, Index: c.Index, State: c.State, Release: c.Release, Started: c.StartedAt, ID: id})
+		rows = append(rows, psRow{Process: c.Process, Index: c.Index, State: c.State, Release: c.Release, Started: c.StartedAt,
+			Restarts: c.Restarts, ExitCode: c.ExitCode, ID: id})
 	}
 	return rows
 }
@@ -709,13 +718,17 @@ func cmdPs(c *call) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROCESS\tSTATE\tRELEASE\tUPTIME\tCONTAINER")
+	fmt.Fprintln(tw, "PROCESS\tSTATE\tRELEASE\tUPTIME\tRESTARTS\tCONTAINER")
 	for _, r := range rows {
 		up := "-"
 		if r.State == "running" && !r.Started.IsZero() {
 			up = time.Since(r.Started).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s.%d\t%s\tv%d\t%s\t%s\n", r.Process, r.Index, r.State, r.Release, up, r.ID)
+		restarts := strconv.Itoa(r.Restarts)
+		if r.Restarts > 0 || r.State != "running" {
+			restarts += fmt.Sprintf(" (last exit %d)", r.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s.%d\t%s\tv%d\t%s\t%s\t%s\n", r.Process, r.Index, r.State, r.Release, up, restarts, r.ID)
 	}
 	return tw.Flush()
 }

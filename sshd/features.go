@@ -4,5 +4,6 @@ package sshd
 // its own file (add one append per feature).
 func (s *Server) featureCommands() []*command {
 	var cmds []*command
+	cmds = append(cmds, processCommands()...)
 	return cmds
 }

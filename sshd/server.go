@@ -32,6 +32,8 @@ type Service interface {
 	Processes(ctx context.Context, app string) ([]dk.Container, error)
 	Current(ctx context.Context, app string) (*dk.Release, error)
 	LockHolder(app string) (holder string, since time.Time, ok bool)
+	Scale(ctx context.Context, app string, scale map[string]int, author string, w io.Writer) (dk.Formation, error)
+	SetChecks(ctx context.Context, app string, h *dk.HealthCheck) (*dk.App, error)
 }
 
 // Receiver handles `git push` (git-receive-pack) for an app.

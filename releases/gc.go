@@ -1,0 +1,69 @@
+package releases
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dkhq/dk"
+)
+
+func (m *Manager) keepReleases() int {
+	if m.KeepReleases > 0 {
+		return m.KeepReleases
+	}
+	return 5
+}
+
+// gc keeps the images of an app's newest KeepReleases successful releases
+// (so rolling back to them never rebuilds) and removes the rest: older
+// release tags and build tags no kept release uses. Then it trims the build
+// cache in the background.
+func (m *Manager) gc(ctx context.Context, app string) {
+	m.gcMu.Lock()
+	defer m.gcMu.Unlock()
+	rels, err := m.Store.Releases(ctx, app)
+	if err != nil {
+		return
+	}
+	keepImages, keepCommits := map[string]bool{}, map[string]bool{}
+	kept := 0
+	for _, r := range rels { // newest first
+		if r.Status == dk.ReleaseSucceeded && !r.ImagePruned && kept < m.keepReleases() {
+			kept++
+			keepImages[r.Image] = true
+			keepCommits[r.Commit] = true
+		}
+	}
+	removed := map[string]bool{}
+	for _, r := range rels {
+		if r.Status != dk.ReleaseSucceeded || r.ImagePruned || keepImages[r.Image] {
+			continue
+		}
+		if err := m.Runtime.RemoveImage(ctx, r.Image); err != nil {
+			m.logger().Warn("prune release image", "app", app, "image", r.Image, "err", err)
+			continue
+		}
+		r.ImagePruned = true
+		if err := m.Store.UpdateRelease(ctx, r); err != nil {
+			m.logger().Warn("mark release image pruned", "app", app, "release", r.Version, "err", err)
+		}
+		m.logger().Info("pruned release image", "app", app, "release", r.Version, "image", r.Image)
+	}
+	for _, r := range rels {
+		build := fmt.Sprintf("%s/%s:%s", m.Instance, app, shortSHA(r.Commit))
+		if r.Commit == "" || keepCommits[r.Commit] || removed[build] {
+			continue
+		}
+		removed[build] = true
+		if err := m.Runtime.RemoveImage(ctx, build); err != nil && dk.ErrorCode(err) != dk.ENOTFOUND {
+			m.logger().Warn("prune build image", "app", app, "image", build, "err", err)
+		}
+	}
+	if m.PruneCache != nil {
+		go func() {
+			if err := m.PruneCache(context.WithoutCancel(ctx)); err != nil {
+				m.logger().Warn("prune build cache", "err", err)
+			}
+		}()
+	}
+}
