@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dkhq/dk"
 )
@@ -23,6 +24,10 @@ type config struct {
 	Instance     string
 	MaxPushBytes int64
 	BootTimeout  string
+	DrainTimeout time.Duration
+	StopGrace    time.Duration
+	KeepReleases int
+	CacheBytes   int64
 	LogFormat    string
 }
 
@@ -45,11 +50,16 @@ func parseServe(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&keys, "admin-key", "authorized_keys file whose keys are admins; repeatable (DK_ADMIN_KEY, colon-separated)")
 	fs.StringVar(&cfg.Instance, "instance", env("DK_INSTANCE", "dk"), "name of this dk on the Docker engine: container labels, network and image names (DK_INSTANCE)")
 	maxPush := fs.String("max-push-size", env("DK_MAX_PUSH_SIZE", "512M"), "largest accepted push, e.g. 100M, 2G (DK_MAX_PUSH_SIZE)")
-	fs.StringVar(&cfg.BootTimeout, "boot-timeout", env("DK_BOOT_TIMEOUT", "60s"), "how long a new web process may take to listen on $PORT (DK_BOOT_TIMEOUT)")
+	fs.StringVar(&cfg.BootTimeout, "boot-timeout", env("DK_BOOT_TIMEOUT", "60s"), "how long a new web process may take to become healthy, unless its check says otherwise (DK_BOOT_TIMEOUT)")
+	drain := fs.String("drain-timeout", env("DK_DRAIN_TIMEOUT", "30s"), "how long old containers get to finish in-flight requests after a switch (DK_DRAIN_TIMEOUT)")
+	grace := fs.String("stop-grace", env("DK_STOP_GRACE", "30s"), "time between SIGTERM and SIGKILL when stopping a container (DK_STOP_GRACE)")
+	keep := fs.String("keep-releases", env("DK_KEEP_RELEASES", "5"), "how many successful releases per app keep their images for rollback (DK_KEEP_RELEASES)")
+	cache := fs.String("build-cache-size", env("DK_BUILD_CACHE_SIZE", "10G"), "BuildKit cache kept after each deploy; 0 disables pruning (DK_BUILD_CACHE_SIZE)")
 	fs.StringVar(&cfg.LogFormat, "log-format", env("DK_LOG_FORMAT", "text"), "server log format: text or json (DK_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	var err error
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (dkd serve takes only flags)", fs.Arg(0))
 	}
@@ -58,6 +68,23 @@ func parseServe(args []string, stderr io.Writer) (*config, error) {
 		if v := os.Getenv("DK_ADMIN_KEY"); v != "" {
 			cfg.AdminKeys = filepath.SplitList(v)
 		}
+	}
+	for _, d := range []struct {
+		flag string
+		val  string
+		dst  *time.Duration
+	}{{"--drain-timeout", *drain, &cfg.DrainTimeout}, {"--stop-grace", *grace, &cfg.StopGrace}} {
+		v, err := time.ParseDuration(d.val)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%s %q: use a duration like 30s", d.flag, d.val)
+		}
+		*d.dst = v
+	}
+	if cfg.KeepReleases, err = strconv.Atoi(*keep); err != nil || cfg.KeepReleases < 1 {
+		return nil, fmt.Errorf("--keep-releases %q: use a number of releases, at least 1", *keep)
+	}
+	if cfg.CacheBytes, err = parseSize(*cache); err != nil {
+		return nil, fmt.Errorf("--build-cache-size: %w", err)
 	}
 	n, err := parseSize(*maxPush)
 	if err != nil {

@@ -69,6 +69,11 @@ func TestScripts(t *testing.T) {
 			"waitlocked": cmdWaitLocked,
 			"followhttp": cmdFollowHTTP,
 			"droppush":   cmdDropPush,
+			"load":       cmdLoad,
+			"waitcount":  cmdWaitCount,
+			"waitstatus": cmdWaitStatus,
+			"distinct":   cmdDistinct,
+			"waitlogs":   cmdWaitLogs,
 		},
 	})
 }
@@ -326,6 +331,15 @@ func cmdWaitLocked(ts *testscript.TestScript, neg bool, args []string) {
 	if !waitLock(ts, args[0], true) {
 		ts.Fatalf("%s was never locked", args[0])
 	}
+}
+
+// sshOutput runs a dk command as the admin over the real ssh client.
+func sshOutput(ts *testscript.TestScript, args ...string) (string, error) {
+	sshArgs := strings.Fields(sshCommand(filepath.Join(ts.Getenv("HOME"), ".ssh"), "admin"))[1:]
+	sshArgs = append(sshArgs, "-p", ts.Getenv("SSH_PORT"), "dk@127.0.0.1")
+	sshArgs = append(sshArgs, args...)
+	out, err := exec.Command("ssh", sshArgs...).CombinedOutput()
+	return string(out), err
 }
 
 // waitLock polls apps:info until APP's lock is held (or free), for 60s.

@@ -97,7 +97,10 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	mgr := &releases.Manager{
 		Store: db, Builder: bk, Runtime: rt, Router: proxy, Detector: buildpacks.Detector{},
 		Logger: logger.With("component", "releases"), Instance: cfg.Instance, URL: appURL,
-		BootTimeout: bootTimeout,
+		BootTimeout: bootTimeout, DrainTimeout: cfg.DrainTimeout, StopGrace: cfg.StopGrace, KeepReleases: cfg.KeepReleases,
+	}
+	if cfg.CacheBytes > 0 {
+		mgr.PruneCache = func(ctx context.Context) error { return bk.Prune(ctx, cfg.CacheBytes) }
 	}
 	git := &gitreceive.Server{Dir: filepath.Join(cfg.Data, "repos"), MaxPushBytes: cfg.MaxPushBytes, Logger: logger.With("component", "git")}
 
