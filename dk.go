@@ -405,16 +405,17 @@ type Router interface {
 
 // BuildPlan is how an app's source becomes an image.
 type BuildPlan struct {
-	Buildpack  string // "dockerfile", later "go", "node" …
+	Buildpack  string // "dockerfile", "go", "node", "python", "static"
 	Reason     string // why it applies, for humans
 	Dockerfile string // path of the Dockerfile in the source, when the app has one
 	// DockerfileContent is a generated Dockerfile (buildpacks).
 	DockerfileContent []byte
 }
 
-// Detector picks the build plan for a checked-out source tree.
+// Detector picks the build plan for a checked-out source tree. cfg is the
+// app's config: its BUILDPACK, when set, names the buildpack to use.
 type Detector interface {
-	Detect(dir string) (*BuildPlan, error)
+	Detect(dir string, cfg Config) (*BuildPlan, error)
 }
 
 // ConfigChange is a config:set / config:unset, for one app or (App "") the

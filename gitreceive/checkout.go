@@ -12,12 +12,49 @@ import (
 
 	"github.com/dkhq/dk"
 	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // maxSymlinkTarget bounds a symlink blob (PATH_MAX).
 const maxSymlinkTarget = 4096
+
+// Checkout writes the tree of commit (full hex) in app's repository into a
+// new temporary directory, for reading what a deployed commit holds; cleanup
+// removes the directory. An unknown app or commit is ENOTFOUND.
+func (s *Server) Checkout(ctx context.Context, app, commit string) (dir string, cleanup func(), err error) {
+	if err := dk.ValidateAppName(app); err != nil {
+		return "", nil, err
+	}
+	if !plumbing.IsHash(commit) {
+		return "", nil, dk.Errorf(dk.EINVALID, "%q is not a full commit id", commit)
+	}
+	repo, err := s.open(app, false)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		return "", nil, dk.Errorf(dk.ENOTFOUND, "%s has no repository yet: git push first", app)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("open repository of %s: %w", app, err)
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return "", nil, dk.Errorf(dk.ENOTFOUND, "commit %s not found in %s's repository", commit, app)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("read commit %s of %s: %w", commit, app, err)
+	}
+	dir, err = os.MkdirTemp("", "dk-checkout-"+app+"-")
+	if err != nil {
+		return "", nil, fmt.Errorf("make checkout dir: %w", err)
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := checkout(ctx, repo, c, dir); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return dir, cleanup, nil
+}
 
 // checkout writes commit's tree into dir, which must be empty: regular
 // files with their exec bit, symlinks and directories. Submodules (gitlinks)

@@ -87,12 +87,33 @@ func (m *Manager) noticeCrashes(ctx context.Context, app string, cs []dk.Contain
 		if !known || cur.Restarts <= seen {
 			continue
 		}
+		// It crashed: no traffic until a probe finds it healthy again.
+		m.unready([]dk.Container{c})
+		if cur.ExitCode != 0 {
+			m.crashMu.Lock()
+			if m.lastExit == nil {
+				m.lastExit = map[string]int{}
+			}
+			m.lastExit[c.ID] = cur.ExitCode
+			m.crashMu.Unlock()
+		}
 		if cur.Restarts >= crashLoop {
 			m.event(app, "%s.%d is crash-looping: exited with code %d, restarted %d times (Docker backs off up to a minute between restarts)", c.Process, c.Index, cur.ExitCode, cur.Restarts)
 		} else {
 			m.event(app, "%s.%d exited with code %d; restarted (restart %d)", c.Process, c.Index, cur.ExitCode, cur.Restarts)
 		}
 	}
+}
+
+// lastExitCode is the exit code of a container's last crash (Docker
+// reports 0 once it runs again).
+func (m *Manager) lastExitCode(c dk.Container) int {
+	if c.ExitCode != 0 {
+		return c.ExitCode
+	}
+	m.crashMu.Lock()
+	defer m.crashMu.Unlock()
+	return m.lastExit[c.ID]
 }
 
 // crashLoop is the restart count from which a process is crash-looping.

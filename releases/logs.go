@@ -150,6 +150,7 @@ func (m *Manager) Processes(ctx context.Context, appName string) ([]dk.Container
 		if full, err := m.Runtime.Inspect(ctx, c.ID); err == nil {
 			cs[i] = full
 		}
+		cs[i].ExitCode = m.lastExitCode(cs[i])
 		cs[i].State = State(cs[i])
 	}
 	return cs, nil

@@ -70,10 +70,12 @@ type Manager struct {
 	// being stopped, which no table may route to.
 	routesMu sync.Mutex
 	draining map[string]bool
+	ready    map[string]bool // containers seen healthy: only these get traffic
 
 	events   events
 	crashMu  sync.Mutex
 	restarts map[string]int // container → restart count last seen
+	lastExit map[string]int // container → exit code of its last crash
 	gcMu     sync.Mutex
 }
 
@@ -295,7 +297,7 @@ func (m *Manager) Deploy(ctx context.Context, req DeployRequest) (*dk.Release, e
 	if err != nil {
 		return nil, err
 	}
-	plan, err := m.Detector.Detect(req.Dir)
+	plan, err := m.Detector.Detect(req.Dir, app.Config)
 	if err != nil {
 		return nil, err
 	}

@@ -315,7 +315,14 @@ func TestReconcile(t *testing.T) {
 		if len(now) != 1 || now[0].ID == cs[0].ID || now[0].State != "running" {
 			t.Errorf("containers = %+v", now)
 		}
-		if code, _ := e.serve(t, "hello"); code != 200 {
+		// The replacement gets traffic once its health check passes.
+		deadline := time.Now().Add(10 * time.Second)
+		code := 0
+		for code != 200 && time.Now().Before(deadline) {
+			code, _ = e.serve(t, "hello")
+			time.Sleep(20 * time.Millisecond)
+		}
+		if code != 200 {
 			t.Errorf("not serving after reconcile: %d", code)
 		}
 	})

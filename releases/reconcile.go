@@ -193,6 +193,12 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 		live = append(live, cs...)
 	}
 	m.noticeCrashes(ctx, appName, live)
+	check := cur.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
+	for _, c := range live {
+		if c.Process == "web" && c.State == "running" && !m.isReady(c.ID) && probeOnce(ctx, c.Addr, check.Path) == nil {
+			m.markReady([]dk.Container{c})
+		}
+	}
 	for _, proc := range cur.Processes.Types() {
 		for i := 1; i <= app.Formation.Scale(proc); i++ {
 			s := slot{proc, i}
@@ -210,9 +216,24 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 				port = cur.Port()
 			}
 			log.Info("starting missing container", "process", proc, "index", i, "release", cur.Version)
-			if _, err := m.Runtime.Start(ctx, dk.ContainerSpec{App: appName, Release: cur.Version, Process: proc, Index: i,
-				Image: cur.Image, Command: cur.Processes[proc], Env: cur.Env(proc, i), Port: port}); err != nil {
+			m.event(appName, "starting %s.%d of %s (it was missing)", proc, i, cur.Name())
+			c, err := m.Runtime.Start(ctx, dk.ContainerSpec{App: appName, Release: cur.Version, Process: proc, Index: i,
+				Image: cur.Image, Command: cur.Processes[proc], Env: cur.Env(proc, i), Port: port})
+			if err != nil {
 				log.Warn("start", "process", proc, "index", i, "err", err)
+				continue
+			}
+			if proc == "web" {
+				// Traffic only once it is healthy.
+				check := cur.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
+				go func() {
+					if err := m.waitReady(context.WithoutCancel(ctx), c, check, port); err != nil {
+						log.Warn("replacement not healthy", "process", proc, "index", i, "err", err)
+						return
+					}
+					m.markReady([]dk.Container{c})
+					m.syncRoutes(context.WithoutCancel(ctx))
+				}()
 			}
 		}
 	}
@@ -249,7 +270,7 @@ func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) 
 		var addrs []string
 		for _, c := range cs {
 			if cur != nil && c.App == a.Name && c.Release == cur.Version && c.Process == "web" &&
-				c.State == "running" && c.Addr != "" && !except[c.ID] && !m.draining[c.ID] {
+				c.State == "running" && c.Addr != "" && !except[c.ID] && !m.draining[c.ID] && m.ready[c.ID] {
 				addrs = append(addrs, c.Addr)
 			}
 		}
@@ -259,7 +280,8 @@ func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) 
 	m.Router.SetRoutes(routes)
 }
 
-// drain keeps containers out of every route table until undrain.
+// drain keeps containers out of every route table until undrain: ones
+// being stopped, and ones started but not yet healthy.
 func (m *Manager) drain(cs []dk.Container) {
 	m.routesMu.Lock()
 	defer m.routesMu.Unlock()
@@ -269,6 +291,33 @@ func (m *Manager) drain(cs []dk.Container) {
 	for _, c := range cs {
 		m.draining[c.ID] = true
 	}
+}
+
+// markReady lets containers that passed their health check receive traffic.
+func (m *Manager) markReady(cs []dk.Container) {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	if m.ready == nil {
+		m.ready = map[string]bool{}
+	}
+	for _, c := range cs {
+		m.ready[c.ID] = true
+	}
+}
+
+// unready takes containers out of traffic until they are probed healthy again.
+func (m *Manager) unready(cs []dk.Container) {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	for _, c := range cs {
+		delete(m.ready, c.ID)
+	}
+}
+
+func (m *Manager) isReady(id string) bool {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	return m.ready[id]
 }
 
 func (m *Manager) undrain(cs []dk.Container) {

@@ -90,10 +90,12 @@ func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, old
 	// without the old containers.
 	t1 := m.now()
 	m.drain(old)
+	m.markReady(started)
 	if newRelease {
 		rel.Status = dk.ReleaseSucceeded
 		if err := m.Store.UpdateRelease(context.WithoutCancel(ctx), rel); err != nil {
 			m.undrain(old)
+			m.unready(started)
 			return fail(err)
 		}
 	}
@@ -223,15 +225,21 @@ func errorsIsAttempts(err error) bool { _, ok := err.(attemptsError); return ok 
 // reports an exit, check.Attempts failures pile up, or check.Timeout passes.
 // The last probe error comes back as a plain (internal) error on timeout.
 func waitHealthy(ctx context.Context, check dk.HealthCheck, probe, exited func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, check.Timeout)
+	deadline := time.Now().Add(check.Timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	tick := time.NewTicker(check.Interval)
 	defer tick.Stop()
 	var last error
 	lastExitCheck := time.Time{}
 	for attempt := 1; ; attempt++ {
-		if last = probe(ctx); last == nil {
+		err := probe(ctx)
+		if err == nil {
 			return nil
+		}
+		// A probe cut off by the deadline says less than the one before it.
+		if ctx.Err() == nil || last == nil {
+			last = err
 		}
 		if time.Since(lastExitCheck) >= 200*time.Millisecond {
 			lastExitCheck = time.Now()
@@ -244,13 +252,31 @@ func waitHealthy(ctx context.Context, check dk.HealthCheck, probe, exited func(c
 		}
 		select {
 		case <-ctx.Done():
+		case <-tick.C:
+		}
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			if last == nil {
 				last = ctx.Err()
 			}
 			return fmt.Errorf("%w", last)
-		case <-tick.C:
 		}
 	}
+}
+
+// probeOnce checks a running container once: TCP, or HTTP when path is set.
+func probeOnce(ctx context.Context, addr, path string) error {
+	if addr == "" {
+		return fmt.Errorf("no address")
+	}
+	if path != "" {
+		return httpCheck(ctx, addr, path)
+	}
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 func httpCheck(ctx context.Context, addr, path string) error {
@@ -318,6 +344,7 @@ func (m *Manager) stopAll(cs []dk.Container, grace time.Duration) {
 			if err := m.Runtime.Stop(context.Background(), c.ID, grace); err != nil {
 				m.logger().Warn("stop container", "container", c.ID, "err", err)
 			}
+			m.unready([]dk.Container{c})
 		}()
 	}
 	wg.Wait()

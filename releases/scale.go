@@ -116,6 +116,7 @@ func (m *Manager) converge(ctx context.Context, app *dk.App, cur *dk.Release, ou
 		}
 	}
 	m.drain(extra)
+	m.markReady(started)
 	m.syncRoutes(context.WithoutCancel(ctx))
 	for _, c := range extra {
 		out.Printf("       stopping %s.%d", c.Process, c.Index)

@@ -24,6 +24,9 @@ type Proxy struct {
 	// Domain is the suffix apps live under: APP.Domain.
 	Domain string
 	Logger *slog.Logger
+	// Observe, when set, is called once per request with the app (""
+	// for hosts that name no app), the status sent and the time taken.
+	Observe func(app string, status int, d time.Duration)
 
 	table atomic.Pointer[table]
 	proxy *httputil.ReverseProxy
@@ -101,8 +104,10 @@ func (p *Proxy) Routes() map[string][]string {
 
 // AppForHost returns the app a Host header names, or "".
 func (p *Proxy) AppForHost(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.IndexByte(host, ':') >= 0 { // SplitHostPort allocates its error
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	suffix := "." + p.Domain
@@ -118,6 +123,14 @@ func (p *Proxy) AppForHost(host string) string {
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.Observe != nil {
+		p.observe(w, r) // see observe.go
+		return
+	}
+	p.serve(w, r)
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	app := p.AppForHost(r.Host)
 	t := p.table.Load()
 	b, ok := t.apps[app]

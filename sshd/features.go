@@ -5,5 +5,7 @@ package sshd
 func (s *Server) featureCommands() []*command {
 	var cmds []*command
 	cmds = append(cmds, processCommands()...)
+	cmds = append(cmds, s.dashboardCommands()...)
+	cmds = append(cmds, s.buildpackCommands()...)
 	return cmds
 }

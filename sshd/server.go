@@ -61,6 +61,12 @@ type Server struct {
 	// IdleTimeout closes silent connections; MaxTimeout bounds any connection.
 	IdleTimeout time.Duration
 	MaxTimeout  time.Duration
+	// Dashboard makes dashboard login links (dashboard:url); nil when the
+	// dashboard is off.
+	Dashboard Dashboard
+	// Buildpacks tells how an app's deployed commit is built
+	// (buildpacks:detect, buildpacks:dockerfile).
+	Buildpacks Buildpacks
 
 	srv *ssh.Server
 	ln  net.Listener

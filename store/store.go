@@ -15,6 +15,8 @@
 //	keys        name → Key
 //	keys_by_fp  fingerprint → name
 //	meta        name → bytes
+//	builds      build logs per app, dashboard: login tokens and sessions
+//	            (made on first use; see buildlogs.go)
 package store
 
 import (
@@ -205,6 +207,9 @@ func (db *DB) DeleteApp(ctx context.Context, name string) error {
 		}
 		if err := apps.Delete([]byte(name)); err != nil {
 			return fmt.Errorf("delete app %q: %w", name, err)
+		}
+		if err := deleteBuilds(tx, name); err != nil {
+			return err
 		}
 		return deleteBucketIfExists(tx.Bucket(bucketReleases), []byte(name))
 	})

@@ -267,7 +267,7 @@ func TestCreateApp(t *testing.T) {
 		{name: "OK", app: &dk.App{Name: "fresh", CreatedAt: t0}},
 		{name: "ErrExists", app: &dk.App{Name: "taken"}, code: dk.ECONFLICT, message: `app "taken" already exists`},
 		{name: "ErrNameInvalid", app: &dk.App{Name: "Bad_Name"}, code: dk.EINVALID,
-			message: `invalid app name "Bad_Name": use lowercase letters, digits and dashes, starting with a letter or digit, at most 63 characters`},
+			message: `invalid app name "Bad_Name": use lowercase letters, digits and dashes, starting and ending with a letter or digit, at most 63 characters`},
 		{name: "ErrNameEmpty", app: &dk.App{}, code: dk.EINVALID,
 			message: "app name is empty: use lowercase letters, digits and dashes, e.g. myapp"},
 		{name: "ErrNil", app: nil, code: dk.EINVALID, message: "no app given"},

@@ -29,6 +29,10 @@ type config struct {
 	KeepReleases int
 	CacheBytes   int64
 	LogFormat    string
+	// DashboardAddr is the dashboard's listen address ("off": none).
+	DashboardAddr string
+	// BuildpackImages overrides buildpack base images by key (go, node …).
+	BuildpackImages map[string]string
 }
 
 func env(name, def string) string {
@@ -56,6 +60,9 @@ func parseServe(args []string, stderr io.Writer) (*config, error) {
 	keep := fs.String("keep-releases", env("DK_KEEP_RELEASES", "5"), "how many successful releases per app keep their images for rollback (DK_KEEP_RELEASES)")
 	cache := fs.String("build-cache-size", env("DK_BUILD_CACHE_SIZE", "10G"), "BuildKit cache kept after each deploy; 0 disables pruning (DK_BUILD_CACHE_SIZE)")
 	fs.StringVar(&cfg.LogFormat, "log-format", env("DK_LOG_FORMAT", "text"), "server log format: text or json (DK_LOG_FORMAT)")
+	var bpImages stringList
+	fs.Var(&bpImages, "buildpack-image", "base image of generated builds, KEY=IMAGE with KEY go, node, python, runtime or static; repeatable (DK_BUILDPACK_IMAGES, comma-separated)")
+	fs.StringVar(&cfg.DashboardAddr, "dashboard-addr", env("DK_DASHBOARD_ADDR", "127.0.0.1:8081"), "web dashboard, /metrics and /healthz listen address; off for none (DK_DASHBOARD_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -100,6 +107,9 @@ func parseServe(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return nil, fmt.Errorf("--log-format %q: use text or json", cfg.LogFormat)
+	}
+	if cfg.BuildpackImages, err = buildpackImages(bpImages); err != nil {
+		return nil, err
 	}
 	abs, err := filepath.Abs(cfg.Data)
 	if err != nil {

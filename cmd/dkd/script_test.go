@@ -74,6 +74,7 @@ func TestScripts(t *testing.T) {
 			"waitstatus": cmdWaitStatus,
 			"distinct":   cmdDistinct,
 			"waitlogs":   cmdWaitLogs,
+			"bpimages":   cmdBuildpackImages,
 		},
 	})
 }
@@ -120,6 +121,7 @@ func setupScript(env *testscript.Env) error {
 	env.Setenv("DK_DATA", filepath.Join(work, "data"))
 	env.Setenv("DK_SSH_ADDR", "127.0.0.1:0")
 	env.Setenv("DK_HTTP_ADDR", "127.0.0.1:0")
+	env.Setenv("DK_DASHBOARD_ADDR", "127.0.0.1:0")
 	env.Setenv("DK_DOMAIN", "localhost")
 	env.Setenv("DK_ADMIN_KEY", filepath.Join(sshDir, "id_admin.pub"))
 	env.Setenv("DK_BOOT_TIMEOUT", "20s")

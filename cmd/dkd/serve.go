@@ -20,9 +20,9 @@ import (
 
 	"github.com/dkhq/dk"
 	"github.com/dkhq/dk/builder"
-	"github.com/dkhq/dk/buildpacks"
 	"github.com/dkhq/dk/engine"
 	"github.com/dkhq/dk/gitreceive"
+	"github.com/dkhq/dk/metrics"
 	"github.com/dkhq/dk/releases"
 	"github.com/dkhq/dk/router"
 	"github.com/dkhq/dk/sshd"
@@ -95,7 +95,7 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	appURL := func(app string) string { return appURL(cfg.Domain, httpLn.Addr().String(), app) }
 
 	mgr := &releases.Manager{
-		Store: db, Builder: bk, Runtime: rt, Router: proxy, Detector: buildpacks.Detector{},
+		Store: db, Builder: bk, Runtime: rt, Router: proxy, Detector: newDetector(cfg.BuildpackImages, docker),
 		Logger: logger.With("component", "releases"), Instance: cfg.Instance, URL: appURL,
 		BootTimeout: bootTimeout, DrainTimeout: cfg.DrainTimeout, StopGrace: cfg.StopGrace, KeepReleases: cfg.KeepReleases,
 	}
@@ -106,13 +106,25 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 
 	ssh := &sshd.Server{
 		Addr: cfg.SSHAddr, HostKey: hostKey, Store: db, Service: service{mgr, git}, AdminKeys: admins,
-		Git:    &pushes{git: git, mgr: mgr, store: db},
+		Git:    &pushes{git: git, mgr: mgr, store: db, builds: db, log: logger.With("component", "git")},
 		Logger: logger.With("component", "sshd"),
 	}
+	ssh.Buildpacks = buildpackPlans{git: git, store: db, detector: mgr.Detector}
 	if err := ssh.Listen(); err != nil {
 		return err
 	}
 	ssh.PushURL = func(app string) string { return pushURL(cfg.Domain, ssh.ListenAddr(), app) }
+
+	// Metrics hooks, and the dashboard with /metrics and /healthz (dashboard.go).
+	met := metrics.New(rt)
+	proxy.Observe, mgr.Observer = met.ObserveRequest, met
+	web, err := newWebUI(cfg, db, mgr, rt, met, docker, bk, appURL, logger.With("component", "dashboard"))
+	if err != nil {
+		return err
+	}
+	if web != nil {
+		ssh.Dashboard = web.dash
+	}
 
 	// Crash recovery: deploys that were running when dkd stopped never
 	// finished; then converge every app to its latest successful release.
@@ -126,8 +138,15 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	}
 
 	httpSrv := &http.Server{Handler: proxy, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(handler, slog.LevelWarn)}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- ssh.Serve() }()
+	if web != nil {
+		go func() {
+			if err := web.serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	go func() {
 		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -138,11 +157,11 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	go mgr.Run(bg, 15*time.Second)
 	go rt.Watch(bg, mgr.Trigger)
 
-	if err := writeReady(cfg.Data, ssh.ListenAddr(), httpLn.Addr().String()); err != nil {
+	if err := writeReady(cfg.Data, ssh.ListenAddr(), httpLn.Addr().String(), web.addr()); err != nil {
 		return err
 	}
 	logger.Info("dkd ready", "version", dk.Version, "ssh", ssh.ListenAddr(), "http", httpLn.Addr().String(),
-		"domain", cfg.Domain, "data", cfg.Data, "instance", cfg.Instance, "admin_keys", len(admins))
+		"domain", cfg.Domain, "data", cfg.Data, "instance", cfg.Instance, "admin_keys", len(admins), "dashboard", web.addr())
 	fmt.Fprintf(stderr, "\n  dk is running. Deploy an app:\n    git remote add dk %s\n    git push dk main\n    curl %s\n\n",
 		pushURL(cfg.Domain, ssh.ListenAddr(), "hello"), appURL("hello"))
 
@@ -157,13 +176,16 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = httpSrv.Shutdown(shutCtx)
+	if web != nil {
+		_ = web.srv.Shutdown(shutCtx)
+	}
 	_ = ssh.Shutdown(shutCtx)
 	bgCancel()
 	return nil
 }
 
-func writeReady(dir, sshAddr, httpAddr string) error {
-	b, _ := json.Marshal(map[string]any{"ssh_addr": sshAddr, "http_addr": httpAddr, "pid": os.Getpid()})
+func writeReady(dir, sshAddr, httpAddr, dashboardAddr string) error {
+	b, _ := json.Marshal(map[string]any{"ssh_addr": sshAddr, "http_addr": httpAddr, "dashboard_addr": dashboardAddr, "pid": os.Getpid()})
 	tmp := filepath.Join(dir, readyFile+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
@@ -268,6 +290,9 @@ type pushes struct {
 	git   *gitreceive.Server
 	mgr   *releases.Manager
 	store dk.Store
+	// builds keeps each push's output for the dashboard (buildlogs.go).
+	builds buildStore
+	log    *slog.Logger
 }
 
 func (p *pushes) RejectPush(out io.Writer, msg string) error { return gitreceive.WriteError(out, msg) }
@@ -296,12 +321,18 @@ func (p *pushes) ReceivePack(ctx context.Context, app string, key *dk.Key, in io
 			created = true
 			fmt.Fprintf(push.Progress, "-----> Created app %s\n", app)
 		}
-		_, err := p.mgr.Deploy(ctx, releases.DeployRequest{
-			App: app, Commit: push.New, Dir: push.Dir, Author: key.Name, Output: push.Progress,
+		build, progress := recordBuild(ctx, p.builds, app, push.New, key, push.Progress)
+		rel, err := p.mgr.Deploy(ctx, releases.DeployRequest{
+			App: app, Commit: push.New, Dir: push.Dir, Author: key.Name, Output: progress, Build: build.number(),
 			Timings: []dk.Timing{{Stage: "receive", Duration: time.Since(start)}},
 		})
 		if err != nil {
-			fmt.Fprintf(push.Progress, " !     %s\n", dk.ErrorMessage(err))
+			fmt.Fprintf(progress, " !     %s\n", dk.ErrorMessage(err))
+		}
+		if serr := build.finish(ctx, rel, err); serr != nil {
+			p.log.Warn("store build log", "app", app, "err", serr)
+		}
+		if err != nil {
 			return err
 		}
 		deployed = true

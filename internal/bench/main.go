@@ -154,8 +154,13 @@ func run() error {
 	viaRouter := perRequest(httpAddr, "bench.localhost", *requests)
 	straight := perRequest(direct, "bench.localhost", *requests)
 
+	rollbacks, err := benchRollback(sshCmd, sshPort, httpAddr, *rounds) // deploys.go
+	if err != nil {
+		return err
+	}
 	figs := []figure{
 		{"config:set → new release serving (median)", "docker run → first HTTP 200", median(configSet), median(floor)},
+		{"rollback → old release serving (median)", "docker run → first HTTP 200", median(rollbacks), median(floor)},
 		{"request through dk's router (mean)", "request straight to the container", viaRouter, straight},
 	}
 	fmt.Printf("dk bench — %s, %d rounds, %d requests\n\n", time.Now().UTC().Format(time.RFC3339), *rounds, *requests)
@@ -164,8 +169,22 @@ func run() error {
 		fmt.Printf("%-44s %10s   %-36s %10s   %.2fx\n", f.name, round(f.dk), f.baseline, round(f.base), float64(f.dk)/float64(f.base))
 	}
 	fmt.Printf("\nfirst git push → serving (build included): %s\n", round(firstPush))
-	fmt.Printf("config:set rounds: %s\nfloor rounds:      %s\n", list(configSet), list(floor))
-	return nil
+	fmt.Printf("config:set rounds: %s\nrollback rounds:   %s\nfloor rounds:      %s\n", list(configSet), list(rollbacks), list(floor))
+	pushes := 0
+	push := func(msg string) error {
+		pushes++
+		if err := git("commit", "-q", "--allow-empty", "-m", msg); err != nil {
+			return err
+		}
+		return git("push", "-q", fmt.Sprintf("ssh://dk@127.0.0.1:%s/bench", sshPort), "main")
+	}
+	if err := benchUnderLoad(sshCmd, sshPort, httpAddr, push); err != nil { // deploys.go
+		return err
+	}
+	if !*buildpackBench {
+		return nil
+	}
+	return benchBuildpacks(ctx, cli, instance) // buildpacks.go
 }
 
 func round(d time.Duration) string {
