@@ -387,6 +387,8 @@ type Runtime interface {
 	RemoveImage(ctx context.Context, ref string) error
 	// TagImage gives the image src the extra reference dst.
 	TagImage(ctx context.Context, src, dst string) error
+	// Images lists the image references dk made for an app.
+	Images(ctx context.Context, app string) ([]string, error)
 	// Wait waits until a container exits and returns its exit code.
 	Wait(ctx context.Context, id string) (int, error)
 }

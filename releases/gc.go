@@ -49,14 +49,27 @@ func (m *Manager) gc(ctx context.Context, app string) {
 		}
 		m.logger().Info("pruned release image", "app", app, "release", r.Version, "image", r.Image)
 	}
-	for _, r := range rels {
-		build := fmt.Sprintf("%s/%s:%s", m.Instance, app, shortSHA(r.Commit))
-		if r.Commit == "" || keepCommits[r.Commit] || removed[build] {
+	// Every other tag of the app goes: build tags of commits no kept release
+	// uses, and leftovers of deploys cut short (a build exported just before
+	// a crash, a failed release's tag).
+	keepTags := map[string]bool{}
+	for img := range keepImages {
+		keepTags[img] = true
+	}
+	for c := range keepCommits {
+		keepTags[fmt.Sprintf("%s/%s:%s", m.Instance, app, shortSHA(c))] = true
+	}
+	tags, err := m.Runtime.Images(ctx, app)
+	if err != nil {
+		m.logger().Warn("list images", "app", app, "err", err)
+	}
+	for _, tag := range tags {
+		if keepTags[tag] || removed[tag] {
 			continue
 		}
-		removed[build] = true
-		if err := m.Runtime.RemoveImage(ctx, build); err != nil && dk.ErrorCode(err) != dk.ENOTFOUND {
-			m.logger().Warn("prune build image", "app", app, "image", build, "err", err)
+		removed[tag] = true
+		if err := m.Runtime.RemoveImage(ctx, tag); err != nil && dk.ErrorCode(err) != dk.ENOTFOUND {
+			m.logger().Warn("prune image", "app", app, "image", tag, "err", err)
 		}
 	}
 	if m.PruneCache != nil {

@@ -466,3 +466,29 @@ func TestReconcilerNeverHoldsTheDeployLock(t *testing.T) {
 	}
 	<-done
 }
+
+func TestImageRetention(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.mgr.KeepReleases = 2
+	e.deploy(t, "hello", "1111111aaaa", map[string]string{})
+	// A build tag no release uses (a deploy cut short after its build).
+	e.rt.TagImage(ctx, "dk/hello:1111111", "dk/hello:deadbee")
+	e.deploy(t, "hello", "2222222bbbb", map[string]string{})
+	e.deploy(t, "hello", "3333333cccc", map[string]string{})
+	imgs, _ := e.rt.Images(ctx, "hello")
+	if diff := cmp.Diff([]string{"dk/hello:v2", "dk/hello:v3"}, imgs); diff != "" {
+		t.Errorf("images kept (-want +got):\n%s", diff)
+	}
+	v1, _ := e.db.Release(ctx, "hello", 1)
+	if !v1.ImagePruned {
+		t.Error("v1 not marked pruned")
+	}
+	_, err := e.mgr.Rollback(ctx, "hello", 1, "a", io.Discard)
+	if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "git push -f dk 1111111:main") {
+		t.Errorf("rollback to a pruned release: %v", err)
+	}
+	if _, err := e.mgr.Rollback(ctx, "hello", 2, "a", io.Discard); err != nil {
+		t.Errorf("rollback to a kept release: %v", err)
+	}
+}

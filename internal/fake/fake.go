@@ -215,6 +215,24 @@ func (r *Runtime) resolve(ref string) string {
 	return ref
 }
 
+// Images implements dk.Runtime: the tags made with TagImage and not removed.
+func (r *Runtime) Images(ctx context.Context, app string) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	removed := map[string]bool{}
+	for _, ref := range r.RemovedImages {
+		removed[ref] = true
+	}
+	var out []string
+	for tag := range r.tags {
+		if strings.Contains(tag, "/"+app+":") && !removed[tag] {
+			out = append(out, tag)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // Close stops every server.
 func (r *Runtime) Close() {
 	r.mu.Lock()
