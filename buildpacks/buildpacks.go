@@ -75,7 +75,7 @@ func (d Detector) Detect(dir string, cfg dk.Config) (*dk.BuildPlan, error) {
 				continue
 			}
 			if !b.applies(dir) {
-				return nil, dk.Errorf(dk.EINVALID, "%s=%s but the source has no %s: push it, or clear the override with buildpacks:set APP --unset", ConfigKey, b.name, b.looks)
+				return nil, dk.Errorf(dk.EINVALID, "%s=%s but the source has no %s: add it, or clear the override with buildpacks:set APP --unset", ConfigKey, b.name, b.looks)
 			}
 			plan, err := b.plan(d, dir)
 			if err != nil {

@@ -188,8 +188,8 @@ func (m *Manager) waitReady(ctx context.Context, c dk.Container, check dk.Health
 		}
 		// Docker restarts a crashing process at once: a restart means it exited.
 		if cur.Restarts > 0 || cur.State != "running" && cur.State != "created" {
-			return dk.Errorf(dk.EFAILED, "%s.%d exited before it was healthy (exit code %d); see its output above",
-				c.Process, c.Index, cur.ExitCode)
+			return dk.Errorf(dk.EFAILED, "%s.%d exited before it was healthy (%s); see its output above",
+				c.Process, c.Index, exitDetail(cur))
 		}
 		return nil
 	}
@@ -213,6 +213,18 @@ func (m *Manager) waitReady(ctx context.Context, c dk.Container, check dk.Health
 		return dk.Errorf(dk.EFAILED, "%s.%d did not %s %s%s", c.Process, c.Index, what, limit, hint)
 	}
 	return err
+}
+
+// exitDetail describes how a container exited. Once Docker has restarted
+// it, its exit code reads 0 again: then only the restarts are known.
+func exitDetail(c dk.Container) string {
+	if c.ExitCode != 0 || c.Restarts == 0 {
+		return fmt.Sprintf("exit code %d", c.ExitCode)
+	}
+	if c.Restarts == 1 {
+		return "restarted once"
+	}
+	return fmt.Sprintf("restarted %d times", c.Restarts)
 }
 
 type attemptsError struct{ last error }
@@ -315,7 +327,7 @@ func (m *Manager) waitStayUp(ctx context.Context, c dk.Container) error {
 		return dk.Errorf(dk.EFAILED, "%s.%d: %s", c.Process, c.Index, dk.ErrorMessage(err))
 	}
 	if cur.Restarts > 0 || cur.State != "running" {
-		return dk.Errorf(dk.EFAILED, "%s.%d exited at start (exit code %d); see its output above", c.Process, c.Index, cur.ExitCode)
+		return dk.Errorf(dk.EFAILED, "%s.%d exited at start (%s); see its output above", c.Process, c.Index, exitDetail(cur))
 	}
 	return nil
 }
