@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/dkhq/dk"
 	"github.com/dkhq/dk/builder"
 	"github.com/dkhq/dk/internal/dockertest"
+	"github.com/dkhq/dk/internal/fake"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
@@ -52,22 +52,6 @@ func MustTag(tb testing.TB, cli *client.Client) string {
 		_, _ = cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
 	return ref
-}
-
-// MustTree writes files into a new directory and returns it.
-func MustTree(tb testing.TB, files map[string]string) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	for name, data := range files {
-		path := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // output is a build's progress, safe to read while the build writes it. It
@@ -108,7 +92,7 @@ func TestBuild(t *testing.T) {
 	cli, b := MustBuilder(t)
 	ctx := t.Context()
 	tag1, tag2 := MustTag(t, cli), MustTag(t, cli)
-	dir := MustTree(t, map[string]string{"Dockerfile": appDockerfile, "hello.txt": "world " + random()})
+	dir := fake.Tree(t, map[string]string{"Dockerfile": appDockerfile, "hello.txt": "world " + random()})
 
 	out := newOutput("")
 	id, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{tag1, tag2}, Output: out})
@@ -160,7 +144,7 @@ func TestBuild(t *testing.T) {
 	})
 
 	t.Run("DockerIgnore", func(t *testing.T) {
-		dir := MustTree(t, map[string]string{
+		dir := fake.Tree(t, map[string]string{
 			"Dockerfile":    "FROM dk-test/busybox\nCOPY . /src\nRUN ls -a /src\n",
 			".dockerignore": "secret.txt\n",
 			"secret.txt":    "s3cret",
@@ -188,7 +172,7 @@ func TestBuildDockerfile(t *testing.T) {
 
 	t.Run("Content", func(t *testing.T) {
 		// The tree's own Dockerfile would fail: the content wins.
-		dir := MustTree(t, map[string]string{"Dockerfile": "FROM dk-test/nope\n", "hello.txt": "world"})
+		dir := fake.Tree(t, map[string]string{"Dockerfile": "FROM dk-test/nope\n", "hello.txt": "world"})
 		tag := MustTag(t, cli)
 		out := newOutput("")
 		id, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, DockerfileContent: []byte(appDockerfile), Tags: []string{tag}, Output: out})
@@ -202,27 +186,27 @@ func TestBuildDockerfile(t *testing.T) {
 	})
 
 	t.Run("Path", func(t *testing.T) {
-		dir := MustTree(t, map[string]string{"deploy/Dockerfile.web": appDockerfile, "hello.txt": "world"})
+		dir := fake.Tree(t, map[string]string{"deploy/Dockerfile.web": appDockerfile, "hello.txt": "world"})
 		if _, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Dockerfile: "deploy/Dockerfile.web", Tags: []string{MustTag(t, cli)}}); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("SyntaxLineIsNotPulled", func(t *testing.T) {
-		dir := MustTree(t, map[string]string{"Dockerfile": "# syntax=docker/dockerfile:1\n" + appDockerfile, "hello.txt": "world"})
+		dir := fake.Tree(t, map[string]string{"Dockerfile": "# syntax=docker/dockerfile:1\n" + appDockerfile, "hello.txt": "world"})
 		if _, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{MustTag(t, cli)}}); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("ErrMissing", func(t *testing.T) {
-		dir := MustTree(t, map[string]string{"hello.txt": "world"})
+		dir := fake.Tree(t, map[string]string{"hello.txt": "world"})
 		_, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir})
 		assertError(t, err, dk.EFAILED, "build failed: no Dockerfile in the source tree")
 	})
 
 	t.Run("ErrOutsideTree", func(t *testing.T) {
-		dir := MustTree(t, map[string]string{"hello.txt": "world"})
+		dir := fake.Tree(t, map[string]string{"hello.txt": "world"})
 		_, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Dockerfile: "../Dockerfile"})
 		assertError(t, err, dk.EINVALID, `invalid Dockerfile path "../Dockerfile": it must be inside the source tree`)
 	})
@@ -276,7 +260,7 @@ func TestBuildFails(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := MustTree(t, map[string]string{"Dockerfile": tc.dockerfile})
+			dir := fake.Tree(t, map[string]string{"Dockerfile": tc.dockerfile})
 			out := newOutput("")
 			start := time.Now()
 			_, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{MustTag(t, cli)}, Output: out})
@@ -295,14 +279,14 @@ func TestBuildFails(t *testing.T) {
 // before the build does not look at (COPY --from an image).
 func TestBuildFailsBaseImageFromBuildKit(t *testing.T) {
 	cli, b := MustBuilder(t)
-	dir := MustTree(t, map[string]string{"Dockerfile": "FROM dk-test/busybox\nCOPY --from=dk-test/nope-z /x /x\n"})
+	dir := fake.Tree(t, map[string]string{"Dockerfile": "FROM dk-test/busybox\nCOPY --from=dk-test/nope-z /x /x\n"})
 	_, err := b.Build(t.Context(), dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{MustTag(t, cli)}})
 	assertError(t, err, dk.EFAILED, "build failed: base image docker.io/dk-test/nope-z:latest is not in the local Docker engine (dk never pulls images: build or import it there first)")
 }
 
 func TestBuildCancel(t *testing.T) {
 	cli, b := MustBuilder(t)
-	dir := MustTree(t, map[string]string{"Dockerfile": "FROM dk-test/busybox\nRUN echo started " + random() + " && sleep 60\n"})
+	dir := fake.Tree(t, map[string]string{"Dockerfile": "FROM dk-test/busybox\nRUN echo started " + random() + " && sleep 60\n"})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := newOutput("       started ")
@@ -340,7 +324,7 @@ func TestBuildCacheMountPerApp(t *testing.T) {
 	run := random() // cache mounts outlive the test: keep apps unique
 	build := func(app string) string {
 		t.Helper()
-		dir := MustTree(t, map[string]string{
+		dir := fake.Tree(t, map[string]string{
 			"nonce": random(),
 			"Dockerfile": "FROM dk-test/busybox\nCOPY nonce /nonce\n" +
 				"RUN --mount=type=cache,target=/cache echo $(cat /nonce) >> /cache/log && echo \"cache lines: $(wc -l < /cache/log)\"\n",
@@ -365,7 +349,7 @@ func TestBuildCacheMountPerApp(t *testing.T) {
 func TestPrune(t *testing.T) {
 	cli, b := MustBuilder(t)
 	ctx := t.Context()
-	dir := MustTree(t, map[string]string{"Dockerfile": "FROM dk-test/busybox\nRUN echo " + random() + " > /f\n"})
+	dir := fake.Tree(t, map[string]string{"Dockerfile": "FROM dk-test/busybox\nRUN echo " + random() + " > /f\n"})
 	if _, err := b.Build(ctx, dk.BuildRequest{App: "myapp", Dir: dir, Tags: []string{MustTag(t, cli)}}); err != nil {
 		t.Fatal(err)
 	}

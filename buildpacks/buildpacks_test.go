@@ -2,38 +2,21 @@ package buildpacks_test
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dkhq/dk"
 	"github.com/dkhq/dk/buildpacks"
+	"github.com/dkhq/dk/internal/fake"
 	"github.com/google/go-cmp/cmp"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
-// MustTree writes files into a new directory and returns it.
-func MustTree(tb testing.TB, files map[string]string) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	for name, data := range files {
-		path := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // MustDetect detects files' plan and fails the test on an error.
 func MustDetect(tb testing.TB, d buildpacks.Detector, files map[string]string, cfg dk.Config) *dk.BuildPlan {
 	tb.Helper()
-	plan, err := d.Detect(MustTree(tb, files), cfg)
+	plan, err := d.Detect(fake.Tree(tb, files), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -80,7 +63,7 @@ func TestDetectOrder(t *testing.T) {
 }
 
 func TestDetectErrNothingDetected(t *testing.T) {
-	dir := MustTree(t, map[string]string{"README": "hi", "public/style.css": "", "Dockerfile.d/x": "", "main.go": goMain})
+	dir := fake.Tree(t, map[string]string{"README": "hi", "public/style.css": "", "Dockerfile.d/x": "", "main.go": goMain})
 	_, err := buildpacks.Detector{}.Detect(dir, nil)
 	if dk.ErrorCode(err) != dk.EINVALID {
 		t.Fatalf("err = %v, want EINVALID", err)
@@ -106,13 +89,13 @@ func TestDetectOverride(t *testing.T) {
 		}
 	})
 	t.Run("ErrUnknown", func(t *testing.T) {
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, files), dk.Config{"BUILDPACK": "ruby"})
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, files), dk.Config{"BUILDPACK": "ruby"})
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "BUILDPACK=ruby is not a buildpack: use one of dockerfile, go, node, python, static") {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("ErrDoesNotApply", func(t *testing.T) {
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, files), dk.Config{"BUILDPACK": "node"})
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, files), dk.Config{"BUILDPACK": "node"})
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "BUILDPACK=node but the source has no package.json") {
 			t.Errorf("err = %v", err)
 		}
@@ -248,7 +231,7 @@ func TestGo(t *testing.T) {
 	})
 	t.Run("SeveralCommandsProcfile", func(t *testing.T) {
 		files := map[string]string{"go.mod": goMod, "cmd/api/main.go": goMain, "cmd/worker/main.go": goMain}
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, files), nil)
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, files), nil)
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "several commands (api, worker)") || !strings.Contains(err.Error(), "Procfile") {
 			t.Errorf("err = %v", err)
 		}
@@ -259,7 +242,7 @@ func TestGo(t *testing.T) {
 		}
 	})
 	t.Run("ErrNoMain", func(t *testing.T) {
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, map[string]string{"go.mod": goMod, "lib.go": "package hello\n"}), nil)
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, map[string]string{"go.mod": goMod, "lib.go": "package hello\n"}), nil)
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "no main package") {
 			t.Errorf("err = %v", err)
 		}
@@ -301,13 +284,13 @@ func TestNode(t *testing.T) {
 		}
 	})
 	t.Run("ErrNoCommand", func(t *testing.T) {
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, map[string]string{"package.json": `{"main":"../../etc/passwd"}`}), nil)
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, map[string]string{"package.json": `{"main":"../../etc/passwd"}`}), nil)
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "found no command to run") {
 			t.Errorf("err = %v", err)
 		}
 	})
 	t.Run("ErrBadJSON", func(t *testing.T) {
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, map[string]string{"package.json": `{"scripts":`}), nil)
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, map[string]string{"package.json": `{"scripts":`}), nil)
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "package.json is not valid JSON") {
 			t.Errorf("err = %v", err)
 		}
@@ -351,7 +334,7 @@ func TestPython(t *testing.T) {
 		}
 	})
 	t.Run("ErrNoCommand", func(t *testing.T) {
-		_, err := buildpacks.Detector{}.Detect(MustTree(t, map[string]string{"requirements.txt": reqsTxt, "lib.py": ""}), nil)
+		_, err := buildpacks.Detector{}.Detect(fake.Tree(t, map[string]string{"requirements.txt": reqsTxt, "lib.py": ""}), nil)
 		if dk.ErrorCode(err) != dk.EINVALID || !strings.Contains(err.Error(), "found no command to run") {
 			t.Errorf("err = %v", err)
 		}

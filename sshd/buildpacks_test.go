@@ -2,7 +2,6 @@ package sshd_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,7 +64,7 @@ func startBuildpacksServer(t *testing.T, trees map[string]string) *server {
 }
 
 func TestBuildpackCommands(t *testing.T) {
-	goApp := MustTree(t, map[string]string{"go.mod": "module example.com/hello\ngo 1.26\n", "main.go": "package main\nfunc main() {}\n", "index.html": "hi"})
+	goApp := fake.Tree(t, map[string]string{"go.mod": "module example.com/hello\ngo 1.26\n", "main.go": "package main\nfunc main() {}\n", "index.html": "hi"})
 	s := startBuildpacksServer(t, map[string]string{"hello": goApp})
 	for _, app := range []string{"hello", "fresh"} {
 		if _, _, code, _ := s.run(t, s.admin, "apps:create "+app, ""); code != 0 {
@@ -116,20 +115,4 @@ func TestBuildpackCommands(t *testing.T) {
 	if out != string(plan.DockerfileContent) {
 		t.Errorf("stdout is not exactly the Dockerfile:\n%s", out)
 	}
-}
-
-// MustTree writes files into a new directory and returns it.
-func MustTree(tb testing.TB, files map[string]string) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	for name, data := range files {
-		path := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return dir
 }

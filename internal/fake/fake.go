@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/dkhq/dk"
@@ -264,4 +265,21 @@ func (b *Builder) Build(ctx context.Context, req dk.BuildRequest) (string, error
 		return "", dk.Errorf(dk.EFAILED, "build failed: %s", strings.TrimSpace(string(reason)))
 	}
 	return req.Tags[0], nil
+}
+
+// Tree writes files (slash-separated paths → contents) into a new temporary
+// directory and returns it: a source tree for builds and detection.
+func Tree(tb testing.TB, files map[string]string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for name, data := range files {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
 }
