@@ -16,8 +16,7 @@ func (m *Manager) keepReleases() int {
 
 // gc keeps the images of an app's newest KeepReleases successful releases
 // (so rolling back to them never rebuilds) and removes the rest: older
-// release tags and build tags no kept release uses. Then it trims the build
-// cache in the background.
+// release tags and build tags no kept release uses.
 func (m *Manager) gc(ctx context.Context, app string) {
 	m.gcMu.Lock()
 	defer m.gcMu.Unlock()
@@ -72,11 +71,17 @@ func (m *Manager) gc(ctx context.Context, app string) {
 			m.logger().Warn("prune image", "app", app, "image", tag, "err", err)
 		}
 	}
-	if m.PruneCache != nil {
-		go func() {
-			if err := m.PruneCache(context.WithoutCancel(ctx)); err != nil {
-				m.logger().Warn("prune build cache", "err", err)
-			}
-		}()
+}
+
+// pruneCache trims the build cache in the background; one prune at a time.
+func (m *Manager) pruneCache(ctx context.Context) {
+	if m.PruneCache == nil || !m.pruning.CompareAndSwap(false, true) {
+		return
 	}
+	go func() {
+		defer m.pruning.Store(false)
+		if err := m.PruneCache(context.WithoutCancel(ctx)); err != nil {
+			m.logger().Warn("prune build cache", "err", err)
+		}
+	}()
 }

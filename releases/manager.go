@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dkhq/dk"
@@ -77,6 +78,7 @@ type Manager struct {
 	restarts map[string]int // container → restart count last seen
 	lastExit map[string]int // container → exit code of its last crash
 	gcMu     sync.Mutex
+	pruning  atomic.Bool
 }
 
 // Lock is an app's deploy lock: one deploy, config change, rollback or
@@ -405,6 +407,7 @@ func (m *Manager) release(ctx context.Context, app *dk.App, rel *dk.Release, out
 	log.Info("released", "description", rel.Description)
 	m.event(rel.App, "Released %s (%s) by %s", rel.Name(), rel.Description, rel.Author)
 	m.gc(context.WithoutCancel(ctx), rel.App)
+	m.pruneCache(ctx)
 	out.Timings(timings)
 	out.Step("Done in %s: %s", m.now().Sub(start).Round(100*time.Millisecond), rel.Name())
 	out.Printf("       %s", m.url(rel.App))

@@ -88,6 +88,15 @@ func (m *Manager) RecoverInterrupted(ctx context.Context, pending []*dk.Release)
 		}
 		m.logger().Warn("release interrupted by a restart, marked failed", "app", r.App, "release", r.Version)
 	}
+	// Images a crash left behind (a build exported just before it, a
+	// release tag of an interrupted deploy) go now, not at the next deploy.
+	apps, err := m.Store.Apps(ctx)
+	if err != nil {
+		return
+	}
+	for _, a := range apps {
+		m.gc(ctx, a.Name)
+	}
 }
 
 // ReconcileAll converges every app, and removes containers of apps that no
