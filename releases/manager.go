@@ -78,6 +78,7 @@ type Manager struct {
 	restarts map[string]int // container → restart count last seen
 	lastExit map[string]int // container → exit code of its last crash
 	gcMu     sync.Mutex
+	retiring sync.WaitGroup
 	pruning  atomic.Bool
 }
 

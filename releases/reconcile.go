@@ -117,7 +117,7 @@ func (m *Manager) ReconcileAll(ctx context.Context) error {
 		known[a.Name] = true
 	}
 	for _, c := range cs {
-		if !known[c.App] && !m.locked(c.App) {
+		if !known[c.App] && !m.locked(c.App) && !m.isDraining(c.ID) {
 			m.logger().Info("removing container of unknown app", "app", c.App, "container", c.ID)
 			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
 				m.logger().Warn("stop orphan", "container", c.ID, "err", err)
@@ -174,6 +174,9 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 		return c.Index >= 1 && c.Index <= app.Formation.Scale(c.Process)
 	}
 	for _, c := range cs {
+		if m.isDraining(c.ID) {
+			continue // being retired by a deploy: drained, then stopped
+		}
 		if !wanted(c) {
 			log.Info("removing unwanted container", "container", c.ID, "release", c.Release, "process", c.Process, "index", c.Index)
 			if err := m.Runtime.Stop(ctx, c.ID, m.stopGrace()); err != nil {
@@ -321,6 +324,12 @@ func (m *Manager) unready(cs []dk.Container) {
 	for _, c := range cs {
 		delete(m.ready, c.ID)
 	}
+}
+
+func (m *Manager) isDraining(id string) bool {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	return m.draining[id]
 }
 
 func (m *Manager) isReady(id string) bool {

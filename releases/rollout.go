@@ -36,6 +36,14 @@ const stayUp = 2 * time.Second
 //     SIGTERM, SIGKILL after the grace, remove.
 func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, old []dk.Container, out *progress, newRelease bool) ([]dk.Timing, error) {
 	var timings []dk.Timing
+	// Containers an earlier rollout is still retiring are its business.
+	var live []dk.Container
+	for _, c := range old {
+		if !m.isDraining(c.ID) {
+			live = append(live, c)
+		}
+	}
+	old = live
 	if cmd := rel.Processes[dk.ReleasePhase]; cmd != "" && newRelease {
 		t0 := m.now()
 		if err := m.releasePhase(ctx, rel, cmd, out); err != nil {
@@ -102,11 +110,39 @@ func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, old
 	m.syncRoutes(context.WithoutCancel(ctx))
 	timings = append(timings, dk.Timing{Stage: "switch", Duration: m.now().Sub(t1)})
 
-	// Drain and stop the old containers; the deploy has succeeded already.
-	t2 := m.now()
-	m.retire(context.WithoutCancel(ctx), old)
-	timings = append(timings, dk.Timing{Stage: "stop old", Duration: m.now().Sub(t2)})
+	// The deploy has succeeded: drain and stop the old containers in the
+	// background, so the pusher does not wait for them.
+	m.retireAsync(context.WithoutCancel(ctx), rel.App, old)
 	return timings, nil
+}
+
+// retireAsync retires old in the background. The containers stay in the
+// draining set (so neither route tables nor the reconciler touch them) until
+// they are gone; Settle waits for every retirement.
+func (m *Manager) retireAsync(ctx context.Context, app string, old []dk.Container) {
+	if len(old) == 0 {
+		return
+	}
+	m.retiring.Add(1)
+	go func() {
+		defer m.retiring.Done()
+		t0 := m.now()
+		m.retire(ctx, old)
+		m.logger().Info("retired old containers", "app", app, "containers", len(old), "took", m.now().Sub(t0).Round(time.Millisecond))
+	}()
+}
+
+// Settle waits until background retirements of old containers finish, or
+// ctx ends (dkd calls it on shutdown).
+func (m *Manager) Settle(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { m.retiring.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // retire drains old (already out of the route table), stops and removes it.

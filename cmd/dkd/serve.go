@@ -175,11 +175,18 @@ func serve(parent context.Context, cfg *config, stderr io.Writer) error {
 	_ = os.Remove(filepath.Join(cfg.Data, readyFile))
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_ = ssh.Shutdown(shutCtx)
+	// Old containers still draining after a deploy finish first; the router
+	// keeps serving their in-flight requests meanwhile.
+	settleCtx, cancelSettle := context.WithTimeout(context.Background(), cfg.DrainTimeout+cfg.StopGrace)
+	if err := mgr.Settle(settleCtx); err != nil {
+		logger.Warn("old containers still draining at shutdown; the reconciler removes them at the next start")
+	}
+	cancelSettle()
 	_ = httpSrv.Shutdown(shutCtx)
 	if web != nil {
 		_ = web.srv.Shutdown(shutCtx)
 	}
-	_ = ssh.Shutdown(shutCtx)
 	bgCancel()
 	return nil
 }
