@@ -21,28 +21,16 @@ func (db *DB) ReleaseHeads(ctx context.Context, app string) (newest, current *dk
 		return nil, nil, err
 	}
 	err = db.bolt.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return appNotFound(app)
-		}
-		rels := tx.Bucket(bucketReleases).Bucket([]byte(app))
-		if rels == nil {
-			return nil
-		}
-		c := rels.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			r := new(dk.Release)
-			if err := decode(v, r); err != nil {
-				return fmt.Errorf("decode release %x of %q: %w", k, app, err)
-			}
+		return eachRelease(tx, app, func(r *dk.Release) bool {
 			if newest == nil {
 				newest = r
 			}
 			if r.Status == dk.ReleaseSucceeded {
 				current = r
-				return nil
+				return false
 			}
-		}
-		return nil
+			return true
+		})
 	})
 	if err != nil {
 		return nil, nil, err

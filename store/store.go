@@ -350,27 +350,38 @@ func (db *DB) Releases(ctx context.Context, app string) ([]*dk.Release, error) {
 	}
 	out := []*dk.Release{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
-			return appNotFound(app)
-		}
-		rels := tx.Bucket(bucketReleases).Bucket([]byte(app))
-		if rels == nil {
-			return nil
-		}
-		c := rels.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			r := new(dk.Release)
-			if err := decode(v, r); err != nil {
-				return fmt.Errorf("decode release %x of %q: %w", k, app, err)
-			}
+		return eachRelease(tx, app, func(r *dk.Release) bool {
 			out = append(out, r)
-		}
-		return nil
+			return true
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// eachRelease calls fn with an app's releases, newest first, until fn
+// returns false. The app must exist.
+func eachRelease(tx *bolt.Tx, app string, fn func(*dk.Release) bool) error {
+	if tx.Bucket(bucketApps).Get([]byte(app)) == nil {
+		return appNotFound(app)
+	}
+	rels := tx.Bucket(bucketReleases).Bucket([]byte(app))
+	if rels == nil {
+		return nil
+	}
+	c := rels.Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		r := new(dk.Release)
+		if err := decode(v, r); err != nil {
+			return fmt.Errorf("decode release %x of %q: %w", k, app, err)
+		}
+		if !fn(r) {
+			return nil
+		}
+	}
+	return nil
 }
 
 // PendingReleases returns every release, across all apps, whose status is
