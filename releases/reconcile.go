@@ -205,7 +205,7 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 		live = append(live, cs...)
 	}
 	m.noticeCrashes(ctx, appName, live)
-	check := cur.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
+	check := m.check(app, cur)
 	for _, c := range live {
 		if c.Process == "web" && c.State == "running" && !m.isReady(c.ID) && probeOnce(ctx, c.Addr, check.Path) == nil {
 			m.markReady([]dk.Container{c})
@@ -223,23 +223,17 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 			if len(have[s]) > 0 {
 				continue
 			}
-			port := 0
-			if proc == "web" {
-				port = cur.Port()
-			}
 			log.Info("starting missing container", "process", proc, "index", i, "release", cur.Version)
 			m.event(appName, "starting %s.%d of %s (it was missing)", proc, i, cur.Name())
-			c, err := m.Runtime.Start(ctx, dk.ContainerSpec{App: appName, Release: cur.Version, Process: proc, Index: i,
-				Image: cur.Image, Command: cur.Processes[proc], Env: cur.Env(proc, i), Port: port})
+			c, err := m.Runtime.Start(ctx, m.spec(cur, proc, i))
 			if err != nil {
 				log.Warn("start", "process", proc, "index", i, "err", err)
 				continue
 			}
 			if proc == "web" {
 				// Traffic only once it is healthy.
-				check := cur.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
 				go func() {
-					if err := m.waitReady(context.WithoutCancel(ctx), c, check, port); err != nil {
+					if err := m.waitReady(context.WithoutCancel(ctx), c, check, cur.Port()); err != nil {
 						log.Warn("replacement not healthy", "process", proc, "index", i, "err", err)
 						return
 					}
@@ -253,10 +247,7 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 }
 
 // syncRoutes rebuilds the router's table from the store and the runtime.
-func (m *Manager) syncRoutes(ctx context.Context) { m.syncRoutesExcept(ctx, nil) }
-
-// syncRoutesExcept rebuilds the table leaving out the given container IDs.
-func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) {
+func (m *Manager) syncRoutes(ctx context.Context) {
 	if m.Router == nil {
 		return
 	}
@@ -282,7 +273,7 @@ func (m *Manager) syncRoutesExcept(ctx context.Context, except map[string]bool) 
 		var addrs []string
 		for _, c := range cs {
 			if cur != nil && c.App == a.Name && c.Release == cur.Version && c.Process == "web" &&
-				c.State == "running" && c.Addr != "" && !except[c.ID] && !m.draining[c.ID] && m.ready[c.ID] {
+				c.State == "running" && c.Addr != "" && !m.draining[c.ID] && m.ready[c.ID] {
 				addrs = append(addrs, c.Addr)
 			}
 		}

@@ -68,7 +68,7 @@ func (m *Manager) rollout(ctx context.Context, app *dk.App, rel *dk.Release, old
 			started = append(started, c)
 		}
 	}
-	check := rel.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
+	check := m.check(app, rel)
 	if len(started) > 0 {
 		out.Printf("       waiting until healthy: %s", check)
 	}
@@ -164,6 +164,12 @@ func (m *Manager) retire(ctx context.Context, old []dk.Container) {
 	m.stopAll(old, m.stopGrace())
 }
 
+// check is the health check in force for rel's web process: the release's
+// (from app.json) under the app's checks:set, with defaults.
+func (m *Manager) check(app *dk.App, rel *dk.Release) dk.HealthCheck {
+	return rel.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
+}
+
 func (m *Manager) spec(rel *dk.Release, proc string, index int) dk.ContainerSpec {
 	port := 0
 	if proc == "web" {
@@ -200,20 +206,7 @@ func (m *Manager) releasePhase(ctx context.Context, rel *dk.Release, cmd string,
 // waitReady waits until c passes check, failing early when it exits.
 func (m *Manager) waitReady(ctx context.Context, c dk.Container, check dk.HealthCheck, port int) error {
 	addr := c.Addr
-	probe := func(ctx context.Context) error {
-		if addr == "" {
-			return fmt.Errorf("no address yet")
-		}
-		if check.Path == "" {
-			d := net.Dialer{Timeout: time.Second}
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				return err
-			}
-			return conn.Close()
-		}
-		return httpCheck(ctx, addr, check.Path)
-	}
+	probe := func(ctx context.Context) error { return probeOnce(ctx, addr, check.Path) }
 	exited := func(ctx context.Context) error {
 		cur, err := m.Runtime.Inspect(ctx, c.ID)
 		if err != nil {
@@ -393,6 +386,10 @@ func (m *Manager) stopAll(cs []dk.Container, grace time.Duration) {
 				m.logger().Warn("stop container", "container", c.ID, "err", err)
 			}
 			m.unready([]dk.Container{c})
+			m.crashMu.Lock()
+			delete(m.restarts, c.ID)
+			delete(m.lastExit, c.ID)
+			m.crashMu.Unlock()
 		}()
 	}
 	wg.Wait()

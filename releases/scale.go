@@ -89,7 +89,7 @@ func (m *Manager) converge(ctx context.Context, app *dk.App, cur *dk.Release, ou
 		}
 		have[c.Process][c.Index] = true
 	}
-	check := cur.Checks.Overlay(app.Checks).WithDefaults(m.bootTimeout())
+	check := m.check(app, cur)
 	var started []dk.Container
 	for _, proc := range cur.Processes.Types() {
 		for i := 1; i <= app.Formation.Scale(proc); i++ {
