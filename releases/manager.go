@@ -73,13 +73,14 @@ type Manager struct {
 	draining map[string]bool
 	ready    map[string]bool // containers seen healthy: only these get traffic
 
-	events   events
-	crashMu  sync.Mutex
-	restarts map[string]int // container → restart count last seen
-	lastExit map[string]int // container → exit code of its last crash
-	gcMu     sync.Mutex
-	retiring sync.WaitGroup
-	pruning  atomic.Bool
+	events       events
+	crashMu      sync.Mutex
+	restarts     map[string]int     // container → restart count last seen
+	lastExit     map[string]int     // container → exit code of its last crash
+	startBackoff map[string]backoff // app → when the reconciler may start again
+	gcMu         sync.Mutex
+	retiring     sync.WaitGroup
+	pruning      atomic.Bool
 }
 
 // Lock is an app's deploy lock: one deploy, config change, rollback or

@@ -223,9 +223,13 @@ func (m *Manager) Reconcile(ctx context.Context, appName string) (err error) {
 			if len(have[s]) > 0 {
 				continue
 			}
+			if !m.mayStart(appName) {
+				continue // a start failed recently: back off (the periodic pass retries)
+			}
 			log.Info("starting missing container", "process", proc, "index", i, "release", cur.Version)
 			m.event(appName, "starting %s.%d of %s (it was missing)", proc, i, cur.Name())
 			c, err := m.Runtime.Start(ctx, m.spec(cur, proc, i))
+			m.startResult(appName, err)
 			if err != nil {
 				log.Warn("start", "process", proc, "index", i, "err", err)
 				continue
@@ -335,4 +339,39 @@ func (m *Manager) undrain(cs []dk.Container) {
 	for _, c := range cs {
 		delete(m.draining, c.ID)
 	}
+}
+
+// Reconciler starts back off per app after a failure (an engine shutting
+// down, a missing image), so die events cannot drive a hot loop.
+const (
+	minStartBackoff = time.Second
+	maxStartBackoff = 30 * time.Second
+)
+
+type backoff struct {
+	next  time.Time
+	delay time.Duration
+}
+
+func (m *Manager) mayStart(app string) bool {
+	m.crashMu.Lock()
+	defer m.crashMu.Unlock()
+	b, ok := m.startBackoff[app]
+	return !ok || !m.now().Before(b.next)
+}
+
+func (m *Manager) startResult(app string, err error) {
+	m.crashMu.Lock()
+	defer m.crashMu.Unlock()
+	if err == nil {
+		delete(m.startBackoff, app)
+		return
+	}
+	if m.startBackoff == nil {
+		m.startBackoff = map[string]backoff{}
+	}
+	b := m.startBackoff[app]
+	b.delay = min(max(2*b.delay, minStartBackoff), maxStartBackoff)
+	b.next = m.now().Add(b.delay)
+	m.startBackoff[app] = b
 }

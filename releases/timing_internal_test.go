@@ -108,3 +108,62 @@ func TestHealthCheckDefaults(t *testing.T) {
 		t.Errorf("default timeout = %s", got)
 	}
 }
+
+// failingStarts is a runtime whose starts fail, as while the engine shuts down.
+type failingStarts struct {
+	dk.Runtime
+	starts int
+}
+
+func (f *failingStarts) Start(context.Context, dk.ContainerSpec) (dk.Container, error) {
+	f.starts++
+	return dk.Container{}, errors.New("Cannot connect to the Docker daemon")
+}
+
+func TestReconcileStartBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := &failingStarts{}
+		m := &Manager{Runtime: rt}
+		tryStart := func() {
+			if m.mayStart("app") {
+				_, err := m.Runtime.Start(context.Background(), dk.ContainerSpec{})
+				m.startResult("app", err)
+			}
+		}
+		// A burst of die events: one start, then nothing until the backoff passes.
+		for i := 0; i < 20; i++ {
+			tryStart()
+		}
+		if rt.starts != 1 {
+			t.Fatalf("starts in a burst = %d, want 1", rt.starts)
+		}
+		// Then 1s, 2s, 4s … apart, capped at 30s.
+		var gaps []time.Duration
+		last := time.Now()
+		for rt.starts < 9 {
+			time.Sleep(100 * time.Millisecond)
+			before := rt.starts
+			tryStart()
+			if rt.starts > before {
+				gaps = append(gaps, time.Since(last))
+				last = time.Now()
+			}
+		}
+		want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second, 30 * time.Second}
+		for i, g := range gaps {
+			if g != want[i] {
+				t.Errorf("gap %d = %s, want %s (gaps %v)", i, g, want[i], gaps)
+				break
+			}
+		}
+		// Another app is not held back.
+		if !m.mayStart("other") {
+			t.Error("backoff leaked to another app")
+		}
+		// A success resets it.
+		m.startResult("app", nil)
+		if !m.mayStart("app") {
+			t.Error("backoff not reset after a successful start")
+		}
+	})
+}
